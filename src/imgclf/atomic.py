@@ -1,0 +1,72 @@
+"""Write outputs so a killed stage leaves nothing DVC could cache: temp path, then rename."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+
+@contextlib.contextmanager
+def directory(target: Path) -> Iterator[Path]:
+    """Yield an empty temp folder beside `target`; on success it replaces `target` in one rename."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        yield temp
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            os.replace(target, old)
+            os.replace(temp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(temp, target)
+    finally:
+        if temp.exists():
+            shutil.rmtree(temp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def file(target: Path, mode: str = "w") -> Iterator[Any]:
+    """Open a temp file beside `target` for writing; on success rename it over `target`."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+    temp = Path(temp_name)
+    try:
+        with os.fdopen(handle, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as stream:
+            yield stream
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temp, target)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def write_json(target: Path, data: Any) -> None:
+    """Stable JSON (sorted keys, fixed float rounding) so two identical runs are byte-identical."""
+    with file(target) as stream:
+        stream.write(json.dumps(_rounded(data), indent=2, sort_keys=True) + "\n")
+
+
+def write_text(target: Path, text: str) -> None:
+    """Atomically write a text file."""
+    with file(target) as stream:
+        stream.write(text)
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 6)
+    if isinstance(value, dict):
+        return {str(key): _rounded(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_rounded(item) for item in value]
+    if hasattr(value, "item"):  # numpy scalars
+        return _rounded(value.item())
+    return value

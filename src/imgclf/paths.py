@@ -1,0 +1,59 @@
+"""Every path the pipeline reads or writes, in one place (dvc.yaml names the same ones).
+
+Paths are relative to the workspace: the project root for `dvc repro`, a temp copy of it for
+`dvc exp run --temp/--queue`. The MLflow store is the exception: it always lives in the *main*
+workspace (DVC_ROOT), so queued experiments land beside ordinary runs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DATA = Path("data")
+RAW = DATA / "raw"  # download's output: images.npz (array sources) or train.zip (dogs-vs-cats)
+RAW_ARRAYS = RAW / "images.npz"
+RAW_ARCHIVE = RAW / "train.zip"
+RAW_INFO = RAW / "source.json"  # what was downloaded: source, file, sha256, counts
+SPLIT = DATA / "split"  # split's output: train/<class>/*, test/<class>/*, manifest.csv
+MANIFEST = SPLIT / "manifest.csv"
+FEATURES = DATA / "features"  # bottleneck's output: train.npz, test.npz, classes.json
+
+MODELS = Path("models")
+METRICS = Path("metrics")
+PLOTS = Path("plots")
+REPORTS = Path("reports")
+LOGS = Path("logs")  # TensorBoard event files: run-specific, so outside DVC; logged to MLflow
+
+STORE_FILE = "mlflow.db"
+ARTIFACTS_DIR = "mlartifacts"
+
+
+def model_dir(stage: str) -> Path:
+    """models/<stage>/: the stage's model files."""
+    return MODELS / stage
+
+
+def model_file(stage: str) -> Path:
+    """models/<stage>/model.keras."""
+    return model_dir(stage) / "model.keras"
+
+
+def metrics_file(stage: str) -> Path:
+    """metrics/<stage>.json: DVC metrics, only what data and params determine."""
+    return METRICS / f"{stage}.json"
+
+
+def plots_dir(stage: str) -> Path:
+    """plots/<stage>/: history.csv, confusion.csv and PNGs for people."""
+    return PLOTS / stage
+
+
+def tensorboard_dir(stage: str) -> Path:
+    """logs/<stage>/: this run's TensorBoard logs (not DVC-tracked: event files hold timestamps)."""
+    return LOGS / stage
+
+
+def main_workspace() -> Path:
+    """The project root whose MLflow store every run uses, even from a DVC temp workspace."""
+    return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
