@@ -1,0 +1,85 @@
+"""Shared fixtures: a temp workspace with its own params.yaml and MLflow store, tiny image folders."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def set_dotted(mapping: dict, dotted: str, value: Any) -> None:
+    """mapping["a"]["b"] = value for dotted = "a.b"."""
+    *parents, last = dotted.split(".")
+    for key in parents:
+        mapping = mapping[key]
+    mapping[last] = value
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty project workspace: cwd, the repo's params.yaml, a private SQLite MLflow store."""
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def write_params(workspace: Path) -> Callable[..., Any]:
+    """write_params({"data.train_per_class": 4, ...}) -> validated Params, also saved to params.yaml."""
+    from imgclf import params as params_module
+
+    def write(overrides: dict[str, Any] | None = None) -> params_module.Params:
+        raw = yaml.safe_load((REPO / "params.yaml").read_text())
+        for key, value in (overrides or {}).items():
+            set_dotted(raw, key, value)
+        (workspace / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+        return params_module.load(workspace / "params.yaml")
+
+    return write
+
+
+def pattern_image(label: int, index: int, size: tuple[int, int], rgb: bool) -> Image.Image:
+    """A learnable image: a bright bar whose position encodes the class, plus seeded noise."""
+    height, width = size
+    rng = np.random.default_rng([label, index])
+    pixels = rng.integers(0, 60, size=(height, width), dtype=np.uint8)
+    band = max(1, height // 6)
+    row = (label * 2 * band) % max(1, height - band)
+    pixels[row:row + band, :] = 230
+    if rgb:
+        return Image.fromarray(np.stack([pixels, np.roll(pixels, 1, axis=1), pixels[::-1]], axis=-1), "RGB")
+    return Image.fromarray(pixels, "L")
+
+
+@pytest.fixture
+def make_split(workspace: Path) -> Callable[..., Path]:
+    """Write data/split/{train,test}/<class>/*.png with learnable patterns (+ a manifest)."""
+
+    def make(classes: tuple[str, ...] = ("a", "b", "c"), train: int = 12, test: int = 6,
+             size: tuple[int, int] = (16, 16), rgb: bool = False) -> Path:
+        root = workspace / "data" / "split"
+        rows = ["path,class,split,sha256,width,height"]
+        for label, name in enumerate(classes):
+            for split, count in (("train", train), ("test", test)):
+                folder = root / split / name
+                folder.mkdir(parents=True, exist_ok=True)
+                for index in range(count):
+                    path = folder / f"{index:04d}.png"
+                    pattern_image(label, index + (10_000 if split == "test" else 0), size, rgb).save(path)
+                    rows.append(f"{split}/{name}/{path.name},{name},{split},x,{size[1]},{size[0]}")
+        (root / "manifest.csv").write_text("\n".join(rows) + "\n")
+        return root
+
+    return make
