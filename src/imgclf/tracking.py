@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 import psutil
 from filelock import FileLock
 
-from imgclf import paths
+from imgclf import lineage, paths
 from imgclf.errors import UserError
 
 # Fail fast on an unreachable server instead of MLflow's minutes of retries.
@@ -36,6 +36,7 @@ TAG_STAGE = "dvc.stage"
 TAG_PIPELINE = "imgclf.pipeline_id"
 TAG_EXP_NAME = "dvc.exp_name"
 TAG_DATA_HASH = "imgclf.data_hash"
+TAG_STAGE_HASH = "dvc.stage_hash"
 TAG_COMMIT = "git.commit"
 TAG_DIRTY = "git.dirty"
 TAG_PID = "imgclf.pid"
@@ -149,9 +150,12 @@ def stage_tags(stage: str) -> dict[str, str]:
     }
     if os.environ.get("DVC_EXP_NAME"):
         tags[TAG_EXP_NAME] = os.environ["DVC_EXP_NAME"]
-    digest = data_hash()
+    digest = data_hash() if stage != "download" else None  # download precedes any manifest
     if digest:
         tags[TAG_DATA_HASH] = digest
+    stage_hash = lineage.current_fingerprint(stage)
+    if stage_hash:
+        tags[TAG_STAGE_HASH] = stage_hash
     return tags
 
 
@@ -268,13 +272,16 @@ def stage_run(stage: str, experiment: str, flat_params: Mapping[str, Any]) -> It
     with store_lock(uri):
         experiment_key = experiment_id(client, experiment, uri)
         close_stale_runs(client, experiment_key)
-        run = mlflow.start_run(experiment_id=experiment_key, run_name=stage, tags=stage_tags(stage))
+        tags = stage_tags(stage)
+        run = mlflow.start_run(experiment_id=experiment_key, run_name=stage, tags=tags)
     active = StageRun(client, run.info.run_id, uri)
     active.log_params(flat_params)
     previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     status, reason = "FAILED", "exception"
     try:
         yield active
+        if TAG_DATA_HASH not in tags and data_hash():  # the split stage made the manifest just now
+            active.set_tags({TAG_DATA_HASH: data_hash()})
         status, reason = "FINISHED", ""
     except KeyboardInterrupt:
         status, reason = "KILLED", "interrupted (SIGINT/SIGTERM)"
