@@ -1,0 +1,5 @@
+"""`python -m imgclf ...`."""
+
+from imgclf.cli import main
+
+main()
