@@ -129,6 +129,8 @@ def _show(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_show(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(str(key) for key in value) + "}"  # a section: its keys suffice
     return str(value)
 
 
@@ -286,6 +288,27 @@ def parse(raw: Any) -> Params:
     return _build(Params, raw)
 
 
+class DuplicateKeyError(Exception):
+    """A key set twice in one mapping: YAML would silently keep the last value."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.safe_load, except that a repeated key is an error instead of a silent override."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, (str, int, float, bool)) and key is not None:
+                continue  # unhashable keys: SafeLoader's own error follows
+            if key in seen:
+                raise DuplicateKeyError(
+                    f"{key} is set twice (line {key_node.start_mark.line + 1}): keep one"
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load(path: str | Path = PARAMS_FILE) -> Params:
     """Read and validate params.yaml, then resolve its `auto` values for the data source."""
     path = Path(path)
@@ -294,7 +317,9 @@ def load(path: str | Path = PARAMS_FILE) -> Params:
     except FileNotFoundError:
         raise UserError(f"{path}: not found: run from the project root (where dvc.yaml is)") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except DuplicateKeyError as error:
+        raise UserError(f"{path}: {error}") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
