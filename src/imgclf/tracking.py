@@ -275,10 +275,29 @@ class StageRun:
         from mlflow.models import infer_signature
 
         signature = infer_signature(input_example, model.predict(input_example, verbose=0))
-        with store_lock(self.uri):
+        with store_lock(self.uri), _keras_example_folder_fix():
             mlflow.keras.log_model(
                 model, name="model", signature=signature, input_example=input_example
             )
+
+
+@contextlib.contextmanager
+def _keras_example_folder_fix() -> Iterator[None]:
+    """mlflow.keras.save_model writes input_example.json before creating the model folder
+    (mlflow#16183, open in 3.17): create the folder first, for the duration of one log_model."""
+    from mlflow.keras import save as keras_save
+
+    original = keras_save._save_example
+
+    def save_example(mlflow_model: Any, input_example: Any, path: str, *args: Any, **kwargs: Any) -> Any:
+        os.makedirs(path, exist_ok=True)
+        return original(mlflow_model, input_example, path, *args, **kwargs)
+
+    keras_save._save_example = save_example
+    try:
+        yield
+    finally:
+        keras_save._save_example = original
 
 
 def _param_text(value: Any) -> str:
