@@ -1,0 +1,207 @@
+"""Bottleneck features: run a backbone over a split in batches and stream the features into a .npz.
+
+Memory stays flat whatever the number of images: batches go from tf.data through one compiled
+forward pass straight into the .npz's `features.npy` entry (header first, the shape is known from
+the image count), so neither the images nor the features are ever all in memory.
+Features are written as float32 whatever the precision they were computed in.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from imgclf import atomic, determinism, paths
+from imgclf.data import pipeline
+from imgclf.errors import UserError
+from imgclf.models import backbones
+from imgclf.params import Params
+
+SPLITS = ("train", "test")
+CLASSES_FILE = "classes.json"  # class names, label i = classes[i]
+BACKBONE_FILE = "backbone.json"  # which backbone, weights, input size and precision made them
+FEATURES_KEY = "features"
+LABELS_KEY = "labels"
+# Fixed entry timestamps: the same features give byte-identical files (a stable DVC hash).
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """What one extraction wrote and how fast it ran."""
+
+    count: int
+    feature_shape: tuple[int, ...]
+    seconds: float  # wall time of the whole pass, input pipeline included
+    steady_images_per_s: float  # after the first batch (tracing, warm-up) is excluded
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """Features and integer labels of one split, as read back from its .npz."""
+
+    features: np.ndarray
+    labels: np.ndarray
+
+
+def _npy_header(shape: tuple[int, ...], dtype: str) -> bytes:
+    buffer = io.BytesIO()
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape}
+    np.lib.format.write_array_header_2_0(buffer, header)
+    return buffer.getvalue()
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def compiled_forward(model: keras.Model) -> tf.types.experimental.GenericFunction:
+    """model(images, training=False) as one tf.function, cast to float32 (mixed precision too)."""
+
+    @tf.function(reduce_retracing=True)
+    def forward(images: tf.Tensor) -> tf.Tensor:
+        return tf.cast(model(images, training=False), tf.float32)
+
+    return forward
+
+
+def extract_to_npz(
+    model: keras.Model, dataset: tf.data.Dataset, count: int, target: Path
+) -> Extraction:
+    """Features of every (images, one-hot labels) batch of `dataset` into `target` (.npz).
+
+    `count` is the number of images (the .npy header needs the shape before the first batch);
+    a dataset that yields another number is an error, not a short file.
+    """
+    forward = compiled_forward(model)
+    feature_shape = tuple(int(side) for side in model.output.shape[1:])
+    labels = np.empty(count, dtype=np.int64)  # count integers: small next to the features
+    written = 0
+    started = time.perf_counter()
+    steady_from, steady_images = started, 0
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED) as archive:
+        entry = zipfile.ZipInfo(f"{FEATURES_KEY}.npy", date_time=ZIP_DATE)
+        with archive.open(entry, "w", force_zip64=True) as stream:
+            stream.write(_npy_header((count, *feature_shape), "<f4"))
+            for batch_index, (images, one_hot) in enumerate(dataset):
+                features = forward(images).numpy()
+                size = features.shape[0]
+                if written + size > count:
+                    raise ValueError(f"{target}: the dataset yields more than {count} images")
+                stream.write(np.ascontiguousarray(features, dtype="<f4").tobytes())
+                labels[written:written + size] = np.argmax(one_hot.numpy(), axis=-1)
+                written += size
+                if batch_index == 0:
+                    steady_from = time.perf_counter()
+                else:
+                    steady_images += size
+        if written != count:
+            raise ValueError(f"{target}: the dataset yielded {written} images, expected {count}")
+        archive.writestr(zipfile.ZipInfo(f"{LABELS_KEY}.npy", date_time=ZIP_DATE), _npy_bytes(labels))
+    seconds = time.perf_counter() - started
+    steady_seconds = time.perf_counter() - steady_from
+    steady_rate = steady_images / steady_seconds if steady_images else count / seconds
+    return Extraction(count, feature_shape, seconds, steady_rate)
+
+
+def load(path: Path) -> FeatureSet:
+    """Read a features .npz written by extract_to_npz."""
+    if not Path(path).is_file():
+        raise UserError(f"{path}: not found: run the bottleneck stage first (dvc repro bottleneck)")
+    with np.load(path, allow_pickle=False) as archive:
+        return FeatureSet(archive[FEATURES_KEY], archive[LABELS_KEY])
+
+
+def holdout(count: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded (train, validation) index arrays: `fraction` of `count` held out, both sorted."""
+    order = np.random.default_rng(seed).permutation(count)
+    held = int(round(count * fraction))
+    if fraction > 0 and count > 1:
+        held = min(max(held, 1), count - 1)
+    return np.sort(order[held:]), np.sort(order[:held])
+
+
+def backbone_facts(params: Params) -> dict:
+    """What every transfer output reports about the features' origin."""
+    backbone = params.backbone
+    return {
+        "backbone": backbone.name,
+        "weights": backbone.weights,
+        "input_size": list(backbone.input_size),
+        "precision": backbone.precision,
+    }
+
+
+def image_shape(params: Params) -> tuple[int, int, int]:
+    """(height, width, channels) of the images the input pipeline yields."""
+    channels = 1 if params.image.color_mode == "grayscale" else 3
+    return (*params.image.size, channels)
+
+
+def write_bottleneck(params: Params, target: Path = paths.FEATURES) -> dict:
+    """data/features/{train,test}.npz + classes.json + backbone.json; returns throughput figures.
+
+    Weights are resolved first: an offline `imagenet` stops here, before anything is written.
+    The folder appears in one rename, so a failed or killed run leaves no partial features.
+    """
+    backbone = params.backbone
+    backbones.check_input_size(backbone.name, backbone.input_size)
+    backbones.check_precision(backbone.precision)
+    weights = backbones.resolve_weights(backbone)
+    determinism.seed_everything(params.seed)
+    determinism.set_precision(backbone.precision)
+    batch_size = params.bottleneck.batch_size
+    inputs = {split: pipeline.load_ordered(params, split, batch_size, rescale=False) for split in SPLITS}
+    extractor = backbones.build_extractor(backbone, params.seed, weights, image_shape(params))
+    runs: dict[str, Extraction] = {}
+    with atomic.directory(target) as temp:
+        for split, (dataset, _, count) in inputs.items():
+            runs[split] = extract_to_npz(extractor, dataset, count, temp / f"{split}.npz")
+        class_names = inputs["train"][1]
+        atomic.write_json(temp / CLASSES_FILE, list(class_names))
+        atomic.write_json(temp / BACKBONE_FILE, backbone_facts(params) | {
+            "feature_shape": list(runs["train"].feature_shape),
+        })
+    return throughput(runs, backbones.forward_flops(backbones.base_of(extractor)))
+
+
+def throughput(runs: dict[str, Extraction], flops_per_image: int) -> dict[str, float]:
+    """images/s and achieved GFLOP/s, over the whole pass and after the first batch."""
+    images = sum(run.count for run in runs.values())
+    seconds = sum(run.seconds for run in runs.values())
+    steady = images / sum(run.count / run.steady_images_per_s for run in runs.values())
+    return {
+        "images": images,
+        "seconds": seconds,
+        "images_per_s": images / seconds,
+        "gflops_per_s": flops_per_image * images / seconds / 1e9,
+        "steady_images_per_s": steady,
+        "steady_gflops_per_s": flops_per_image * steady / 1e9,
+        "gflop_per_image": flops_per_image / 1e9,
+    }
+
+
+def read_classes(folder: Path = paths.FEATURES) -> tuple[str, ...]:
+    """Class names of the features (label i is the i-th name)."""
+    return tuple(_read_json(folder / CLASSES_FILE))
+
+
+def read_backbone_facts(folder: Path = paths.FEATURES) -> dict:
+    """backbone.json of the features: backbone, weights, input size, precision, feature shape."""
+    return _read_json(folder / BACKBONE_FILE)
+
+
+def _read_json(path: Path) -> object:
+    if not path.is_file():
+        raise UserError(f"{path}: not found: run the bottleneck stage first (dvc repro bottleneck)")
+    return json.loads(path.read_text(encoding="utf-8"))
