@@ -277,8 +277,17 @@ class StageRun:
         signature = infer_signature(input_example, model.predict(input_example, verbose=0))
         with store_lock(self.uri), _keras_example_folder_fix():
             mlflow.keras.log_model(
-                model, name="model", signature=signature, input_example=input_example
+                model, name="model", signature=signature, input_example=input_example,
+                pip_requirements=_model_requirements(),
             )
+
+
+def _model_requirements() -> list[str]:
+    """What loading a keras-flavor model needs, pinned to what is installed. Listed, because
+    MLflow's inference of them loads the model in a subprocess: ~20 s per logged model."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("mlflow", "keras", "tensorflow", "numpy")]
 
 
 @contextlib.contextmanager
