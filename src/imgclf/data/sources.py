@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -19,16 +21,39 @@ from imgclf.errors import UserError
 from imgclf.params import Params
 
 KERAS_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
-# What each keras.datasets source downloads: (file in $KERAS_HOME/datasets, where it comes from).
+FASHION_FILES = (
+    "train-labels-idx1-ubyte.gz", "train-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+)
+
+
+@dataclass(frozen=True)
+class KerasFile:
+    """What a keras.datasets source downloads, and where Keras looks for it in $KERAS_HOME/datasets."""
+
+    name: str  # the file(s) as published
+    url: str
+    place: str  # where to copy it, relative to $KERAS_HOME/datasets
+
+
 KERAS_FILES = {
-    "mnist": ("mnist.npz", KERAS_URL + "mnist.npz"),
-    "fashion-mnist": (
-        "fashion-mnist/train-images-idx3-ubyte.gz (and 3 more)",
-        KERAS_URL + "train-images-idx3-ubyte.gz",
+    "mnist": KerasFile("mnist.npz", KERAS_URL + "mnist.npz", "mnist.npz"),
+    "fashion-mnist": KerasFile(
+        " + ".join(FASHION_FILES), KERAS_URL + FASHION_FILES[0], "fashion-mnist/"
     ),
-    "cifar10": ("cifar-10-batches-py-target", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"),
-    "cifar100": ("cifar-100-python-target", "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"),
+    "cifar10": KerasFile(
+        "cifar-10-python.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+        "cifar-10-batches-py-target_archive",
+    ),
+    "cifar100": KerasFile(
+        "cifar-100-python.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+        "cifar-100-python-target_archive",
+    ),
 }
+# Keras downloads with urlretrieve, which has no timeout: a silently dropped connection would
+# hang the stage for minutes. Every socket opened during a keras.datasets fetch gets this one.
+NETWORK_TIMEOUT_S = 30.0
+
 KAGGLE_COMPETITION = "dogs-vs-cats"
 KAGGLE_FILE = "train.zip"
 OFFLINE_HINT = "or use the offline default (data.source: mnist-sample)"
@@ -99,21 +124,28 @@ def load_keras_dataset(source: str) -> Arrays:
         "cifar10": datasets.cifar10.load_data,
         "cifar100": datasets.cifar100.load_data,
     }
-    file_name, url = KERAS_FILES[source]
-    cache = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets"
+    wanted = KERAS_FILES[source]
+    cache = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "datasets"
+    previous_timeout = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(NETWORK_TIMEOUT_S)
     try:
         train, test = loaders[source]()
     except Exception as error:  # keras raises bare Exception for fetch failures
         text = str(error)
         if "corrupt" in text.lower() or "hash" in text.lower():
             raise UserError(
-                f"{source}: the cached {file_name} in {cache} is corrupt: delete it and run again"
+                f"{source}: the cached copy of {wanted.name} in {cache} is corrupt: delete it and run again"
             ) from None
+        failed = re.search(r"URL fetch failure on (\S+):", text)
+        url = failed.group(1) if failed else wanted.url
+        cause = text.rsplit(" -- ", 1)[-1][:80] if " -- " in text else type(error).__name__
         raise UserError(
-            f"{source} needs {file_name}, which is not in the Keras cache ({cache}) and could not be "
-            f"downloaded from {url} ({type(error).__name__}): connect to the internet once, or "
-            f"copy the file into {cache}, {OFFLINE_HINT}"
+            f"{source} needs {wanted.name}, which is not in the Keras cache ({cache}) and could not "
+            f"be downloaded from {url} ({cause}): connect to the internet once, or copy the file(s) "
+            f"to {cache / wanted.place}, {OFFLINE_HINT}"
         ) from None
+    finally:
+        socket.setdefaulttimeout(previous_timeout)
     return arrays_from_keras(source, train, test)
 
 
@@ -135,14 +167,28 @@ def load_saved_arrays(path: Path) -> Arrays:
         )
 
 
+def kaggle_config_dir() -> Path:
+    """Where the kaggle package looks for kaggle.json: KAGGLE_CONFIG_DIR, ~/.kaggle, else XDG."""
+    if os.environ.get("KAGGLE_CONFIG_DIR"):
+        return Path(os.environ["KAGGLE_CONFIG_DIR"]).expanduser()
+    legacy = Path.home() / ".kaggle"
+    if legacy.exists():
+        return legacy
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "kaggle"
+
+
 def kaggle_credentials_present() -> bool:
     """True when the kaggle package will find credentials (without reading them)."""
-    config_dir = Path(os.environ.get("KAGGLE_CONFIG_DIR", Path.home() / ".kaggle")).expanduser()
     if os.environ.get("KAGGLE_API_TOKEN"):
         return True
     if os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"):
         return True
-    return any((config_dir / name).is_file() for name in ("kaggle.json", "access_token"))
+    home = Path.home() / ".kaggle"
+    candidates = (
+        kaggle_config_dir() / "kaggle.json", home / "access_token", home / "access_token.txt",
+        home / "credentials.json",  # `kaggle auth login` (OAuth)
+    )
+    return any(path.is_file() for path in candidates)
 
 
 CREDENTIALS_HINT = (
