@@ -83,3 +83,24 @@ def make_split(workspace: Path) -> Callable[..., Path]:
         return root
 
     return make
+
+
+@pytest.fixture(scope="session")
+def mnist_sample_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """images.npz as the download stage writes it for mnist-sample, built once per session."""
+    from imgclf.data import sources
+
+    target = tmp_path_factory.mktemp("mnist-sample") / "images.npz"
+    sources.save_arrays(target, sources.load_mnist_sample())
+    return target
+
+
+@pytest.fixture
+def raw_mnist_sample(workspace: Path, mnist_sample_npz: Path) -> Path:
+    """The workspace's data/raw/ as the download stage leaves it for mnist-sample."""
+    import shutil
+
+    raw = workspace / "data" / "raw"
+    raw.mkdir(parents=True)
+    shutil.copy(mnist_sample_npz, raw / "images.npz")
+    return raw
