@@ -69,7 +69,8 @@ def list_entries(archive: zipfile.ZipFile, source: str) -> Listing:
     """Classify every entry: a cat or dog image, junk to skip, or an unsafe entry (refused)."""
     entries: list[Entry] = []
     skipped: list[tuple[str, str]] = []
-    for info in archive.infolist():
+    seen: dict[str, str] = {}  # split file name -> the entry that took it
+    for info in sorted(archive.infolist(), key=lambda item: item.filename):
         reason = unsafe_reason(info)
         if reason:
             raise UserError(
@@ -83,15 +84,21 @@ def list_entries(archive: zipfile.ZipFile, source: str) -> Listing:
             skipped.append((name, "system file (Thumbs.db, __MACOSX, ...)"))
             continue
         kaggle = KAGGLE_ENTRY.match(name)
-        if kaggle:
-            entries.append(Entry(name, kaggle.group(1), PurePosixPath(name).name))
-            continue
         pet = PETIMAGES_ENTRY.match(name)
-        if pet:
+        if kaggle:
+            entry = Entry(name, kaggle.group(1), PurePosixPath(name).name)
+        elif pet:
             label = pet.group(1).lower()
-            entries.append(Entry(name, label, f"{label}.{PurePosixPath(name).name}"))
+            entry = Entry(name, label, f"{label}.{PurePosixPath(name).name}")
+        else:
+            skipped.append((name, "not a cat/dog image name (train/cat.N.jpg or PetImages/Cat/N.jpg)"))
             continue
-        skipped.append((name, "not a cat/dog image name (train/cat.N.jpg or PetImages/Cat/N.jpg)"))
+        # Two entries mapping to one split file name would overwrite each other on disk.
+        if entry.filename in seen:
+            skipped.append((name, f"duplicate file name ({entry.filename}, also {seen[entry.filename]})"))
+            continue
+        seen[entry.filename] = name
+        entries.append(entry)
     if not entries:
         raise UserError(
             f"{source}: no cat/dog images found: expected Kaggle's train/cat.N.jpg entries or "
@@ -105,7 +112,10 @@ def read_entry(archive: zipfile.ZipFile, entry: Entry, max_bytes: int) -> tuple[
     info = archive.getinfo(entry.name)
     if info.file_size > max_bytes:
         return None, f"too large to decode safely ({info.file_size} bytes)"
+    if info.flag_bits & 0x1:
+        return None, "encrypted in the archive (password-protected entry)"
     try:
         return archive.read(info), ""
-    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, NotImplementedError) as error:
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, NotImplementedError,
+            RuntimeError) as error:  # RuntimeError: zipfile's "password required"
         return None, f"unreadable in the archive ({str(error)[:60]})"

@@ -10,6 +10,8 @@ from PIL import Image, UnidentifiedImageError
 
 # Extension -> the Pillow format its content must have.
 FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP"}
+# Pillow opens camera JPEGs that carry a second picture (stereo, depth) as "MPO": still a JPEG.
+SAME_FORMAT = {"MPO": "JPEG"}
 
 
 @dataclass(frozen=True)
@@ -41,10 +43,13 @@ def check(name: str, data: bytes, *, rgb: bool, non_rgb: str, max_pixels: int) -
             width, height = image.size
             if width * height > max_pixels:
                 return Checked(None, reason=f"too large to decode safely ({width}x{height})")
-            if image.format != FORMATS[suffix]:
+            if SAME_FORMAT.get(image.format, image.format) != FORMATS[suffix]:
                 return Checked(None, reason=f"content is {image.format}, name says {suffix}")
             image.load()  # full decode: catches truncated and corrupt data
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        # Pillow's own guard (~89 Mpixels) fires inside open(), before our max_pixels check.
+        return Checked(None, reason=f"too large to decode safely ({str(error)[:60]})")
+    except UnidentifiedImageError:
         return Checked(None, reason="not a decodable image")
     except (OSError, SyntaxError, ValueError) as error:
         return Checked(None, reason=f"corrupt or truncated ({str(error)[:60]})")
