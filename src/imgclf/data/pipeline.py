@@ -1,0 +1,177 @@
+"""tf.data input from data/split/{train,test}/<class>/: checked layout, seeded hold-out, cached batches."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from imgclf import paths
+from imgclf.errors import UserError
+from imgclf.params import Params
+
+# The extensions keras.utils.image_dataset_from_directory reads.
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+SPLITS = ("train", "test")
+# Bounded so a large photo set does not hold two copies in memory; the files are already in a
+# seeded random order before the cache, so a window this size still mixes the classes well.
+MAX_SHUFFLE_BUFFER = 8192
+
+
+@dataclass(frozen=True)
+class SplitData:
+    """The datasets a training stage reads, batched, plus what it needs to know about them."""
+
+    train: tf.data.Dataset  # reshuffled every epoch (seeded), finite: one pass = one epoch
+    validation: tf.data.Dataset | None  # seeded hold-out of train; None when the fraction is 0
+    test: tf.data.Dataset  # in file order, never shuffled
+    class_names: tuple[str, ...]  # sorted folder names; label i is class_names[i]
+    class_counts: tuple[int, ...]  # images per class in data/split/train (before the hold-out)
+    train_size: int  # images in `train` (after the hold-out)
+    steps_per_epoch: int  # batches in one pass over `train`
+    input_shape: tuple[int, int, int]  # (height, width, channels)
+
+
+def check_layout(root: Path = paths.SPLIT) -> dict[str, dict[str, int]]:
+    """Image counts per split and class; a UserError naming the problem if the layout is wrong."""
+    if not root.is_dir():
+        raise UserError(f"{root}: not found: run the split stage first (dvc repro split)")
+    counts: dict[str, dict[str, int]] = {}
+    for split in SPLITS:
+        folder = root / split
+        if not folder.is_dir():
+            raise UserError(f"{folder}: not found: re-run the split stage (dvc repro -f split)")
+        counts[split] = {
+            child.name: _count_images(child) for child in sorted(folder.iterdir()) if child.is_dir()
+        }
+    train_classes, test_classes = set(counts["train"]), set(counts["test"])
+    if len(train_classes) < 2:
+        found = ", ".join(sorted(train_classes)) or "none"
+        raise UserError(
+            f"{root / 'train'}: found {len(train_classes)} class folder(s) ({found}): a classifier "
+            f"needs at least two, one folder of images per class"
+        )
+    if train_classes != test_classes:
+        raise UserError(
+            f"{root}: train and test class folders differ (only in train: "
+            f"{sorted(train_classes - test_classes)}, only in test: {sorted(test_classes - train_classes)}): "
+            f"re-run the split stage (dvc repro -f split)"
+        )
+    for split, classes in counts.items():
+        for name, count in classes.items():
+            if count == 0:
+                raise UserError(
+                    f"{root / split / name}: class folder has no images ({', '.join(IMAGE_EXTENSIONS)}): "
+                    f"add images or remove the folder from both train and test"
+                )
+    return counts
+
+
+def _count_images(folder: Path) -> int:
+    count = 0
+    for child in folder.iterdir():
+        if child.is_dir():
+            raise UserError(
+                f"{child}: sub-folder inside a class folder: Keras would silently read its images as "
+                f"class {folder.name!r}; move them up one level or remove the folder"
+            )
+        count += child.suffix.lower() in IMAGE_EXTENSIONS
+    return count
+
+
+def load_split(
+    params: Params,
+    batch_size: int,
+    *,
+    rescale: bool = True,
+    image_size: tuple[int, int] | None = None,
+    color_mode: str | None = None,
+    root: Path = paths.SPLIT,
+) -> SplitData:
+    """Train (seeded shuffle, hold-out validation) and test datasets from the split folders.
+
+    Pixels are float32 in [0, 1] when `rescale`, else raw [0, 255] for backbones that bring their
+    own `preprocess_input`. `image_size` and `color_mode` default to the `image` params.
+    """
+    counts = check_layout(root)
+    image_size = tuple(image_size or params.image.size)
+    color_mode = color_mode or params.image.color_mode
+    fraction = params.data.validation_fraction
+    class_names = tuple(sorted(counts["train"]))
+    read = dict(
+        image_size=image_size, color_mode=color_mode, label_mode="categorical",
+        class_names=list(class_names), batch_size=None, verbose=False,
+    )
+    if fraction > 0:
+        train, validation = keras.utils.image_dataset_from_directory(
+            root / "train", shuffle=True, seed=params.seed,
+            validation_split=fraction, subset="both", **read,
+        )
+    else:
+        train = keras.utils.image_dataset_from_directory(
+            root / "train", shuffle=True, seed=params.seed, **read
+        )
+        validation = None
+    test = keras.utils.image_dataset_from_directory(root / "test", shuffle=False, **read)
+
+    train_size = int(train.cardinality())
+    buffer_size = min(train_size, MAX_SHUFFLE_BUFFER)
+    train = _cached(train).shuffle(buffer_size, seed=params.seed, reshuffle_each_iteration=True)
+    channels = 1 if color_mode == "grayscale" else 3
+    return SplitData(
+        train=_batched(train, batch_size, rescale),
+        validation=None if validation is None else _batched(_cached(validation), batch_size, rescale),
+        test=_batched(_cached(test), batch_size, rescale),
+        class_names=class_names,
+        class_counts=tuple(counts["train"][name] for name in class_names),
+        train_size=train_size,
+        steps_per_epoch=math.ceil(train_size / batch_size),
+        input_shape=(image_size[0], image_size[1], channels),
+    )
+
+
+def _cached(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    # Decoded once, kept as uint8: a quarter of float32's memory (resized photos lose < 0.5 levels).
+    to_uint8 = lambda images, labels: (tf.saturate_cast(tf.round(images), tf.uint8), labels)  # noqa: E731
+    return dataset.map(to_uint8, num_parallel_calls=tf.data.AUTOTUNE).cache()
+
+
+def _batched(dataset: tf.data.Dataset, batch_size: int, rescale: bool) -> tf.data.Dataset:
+    scale = 1.0 / 255.0 if rescale else 1.0
+
+    def to_float(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return tf.cast(images, tf.float32) * scale, labels
+
+    return (
+        dataset.batch(batch_size)
+        .map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def load_ordered(
+    params: Params,
+    split: str,
+    batch_size: int,
+    *,
+    rescale: bool = True,
+    image_size: tuple[int, int] | None = None,
+    color_mode: str | None = None,
+    root: Path = paths.SPLIT,
+) -> tuple[tf.data.Dataset, tuple[str, ...], int]:
+    """One split in file order, batched, not cached: (dataset, class_names, image count).
+
+    For a single pass such as bottleneck feature extraction: no shuffle, no hold-out, and no
+    cache, so memory does not grow with the number of images.
+    """
+    counts = check_layout(root)
+    class_names = tuple(sorted(counts["train"]))
+    dataset = keras.utils.image_dataset_from_directory(
+        root / split, shuffle=False, image_size=tuple(image_size or params.image.size),
+        color_mode=color_mode or params.image.color_mode, label_mode="categorical",
+        class_names=list(class_names), batch_size=None, verbose=False,
+    )
+    return _batched(dataset, batch_size, rescale), class_names, sum(counts[split].values())
