@@ -171,7 +171,10 @@ def experiment_id(client: MlflowClient, name: str, uri: str) -> str:
         return experiment.experiment_id
     database = _sqlite_file(uri)
     location = (database.parent / paths.ARTIFACTS_DIR).as_uri() if database else None
-    return client.create_experiment(name, artifact_location=location)
+    # The UI's "Model training" view (not GenAI) for this experiment.
+    return client.create_experiment(
+        name, artifact_location=location, tags={"mlflow.experimentKind": "custom_model_development"}
+    )
 
 
 def close_stale_runs(client: MlflowClient, experiment: str) -> int:
@@ -245,9 +248,13 @@ class StageRun:
                 self.client.log_batch(self.run_id, metrics=entries[start:start + 500])
 
     def log_history(self, history: Mapping[str, list[float]]) -> None:
-        """Per-epoch curves (loss, val_accuracy, ...) as metrics with step = epoch (1-based)."""
+        """Per-epoch curves as metrics with step = epoch (1-based).
+
+        Keras names (loss, accuracy, val_loss, ...) become train_loss, train_accuracy, val_loss, ...:
+        plain `accuracy` and `loss` are reserved for the final test figures.
+        """
         entries = [
-            mlflow.entities.Metric(key, float(value), 0, epoch)
+            mlflow.entities.Metric(key if key.startswith("val_") else f"train_{key}", float(value), 0, epoch)
             for key, values in sorted(history.items())
             for epoch, value in enumerate(values, start=1)
         ]
