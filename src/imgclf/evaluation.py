@@ -63,6 +63,7 @@ def finish(
     final = {key: value for key, value in flatten(metrics).items() if isinstance(value, (int, float))}
     if training_seconds is not None:
         final["training_seconds"] = training_seconds  # run-specific: MLflow only, never the JSON
+    final["model_size_bytes"] = paths.model_file(stage).stat().st_size  # for the leaderboard
     run.log_metrics(final)
     run.log_artifact(paths.metrics_file(stage), "metrics")
     run.log_artifact(paths.plots_dir(stage), "plots")

@@ -43,7 +43,7 @@ def row_from_run(run: Any) -> dict[str, Any]:
         "training_seconds": None if metrics.get("training_seconds") is None else round(metrics["training_seconds"], 1),
         "epochs": _int_or_none(metrics.get("epochs")),
         "backbone": tags.get("backbone", ""),
-        "weights": tags.get("backbone.weights", ""),
+        "weights": tags.get("weights", ""),
         "pipeline_id": tags.get(tracking.TAG_PIPELINE, ""),
         "run_id": run.info.run_id,
     }
