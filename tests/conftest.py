@@ -104,3 +104,61 @@ def raw_mnist_sample(workspace: Path, mnist_sample_npz: Path) -> Path:
     raw.mkdir(parents=True)
     shutil.copy(mnist_sample_npz, raw / "images.npz")
     return raw
+
+
+# Training stages on tiny data: 16x16, 3 classes, a tiny CNN, 1 epoch, no MLflow model unless asked.
+TINY_TRAINING = {
+    "image.size": [16, 16],
+    "data.validation_fraction": 0.2,
+    "perceptron.steps": 6,
+    "perceptron.batch_size": 8,
+    "cnn.filters": [4, 8],
+    "cnn.dense_units": 16,
+    "baseline.epochs": 1,
+    "baseline.batch_size": 8,
+    "augmented.epochs": 1,
+    "augmented.batch_size": 8,
+    "mlflow.log_model": False,
+}
+
+
+@pytest.fixture
+def tiny_training(make_split: Callable[..., Path], write_params: Callable[..., Any]) -> Callable[..., Any]:
+    """tiny_training({"baseline.epochs": 2}) -> Params: a tiny split plus params for fast training."""
+
+    def setup(overrides: dict[str, Any] | None = None) -> Any:
+        make_split()
+        return write_params(TINY_TRAINING | (overrides or {}))
+
+    return setup
+
+
+@pytest.fixture
+def run_stage_script(workspace: Path) -> Callable[[str], None]:
+    """run_stage_script("baseline"): run stages/baseline.py in-process, as `python stages/baseline.py`."""
+    import runpy
+
+    def run(name: str) -> None:
+        runpy.run_path(str(REPO / "stages" / f"{name}.py"), run_name="__main__")
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def mlflow_store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty, fully migrated SQLite MLflow store, made once (creating one costs seconds)."""
+    from mlflow.tracking import MlflowClient
+
+    database = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{database}").search_experiments()
+    return database
+
+
+@pytest.fixture
+def mlflow_store(workspace: Path, mlflow_store_template: Path) -> Path:
+    """The workspace's MLflow store (MLFLOW_TRACKING_URI points at it), already migrated."""
+    import shutil
+
+    database = workspace / "mlflow.db"
+    shutil.copy(mlflow_store_template, database)
+    return database

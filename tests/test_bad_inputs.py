@@ -295,7 +295,7 @@ def run_stage(name: str, cwd: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=180)
 
 
-def test_stage_scripts_on_a_bad_archive(workspace, write_params, unchanged_outside_data, tmp_path) -> None:
+def test_stage_scripts_on_a_bad_archive(workspace, mlflow_store, write_params, unchanged_outside_data, tmp_path) -> None:
     extras = plain_bad_entries() | JUNK
     good = kaggle_files(cats=GOOD_PER_CLASS, dogs=GOOD_PER_CLASS)
     zip_path = write_zip(tmp_path / "inputs" / "train.zip", good | extras)

@@ -225,7 +225,7 @@ def test_keras_download_to_a_silent_network_times_out(tmp_path: Path) -> None:
     assert result["mnist"]["seconds"] < 10
 
 
-def test_download_stage_offline_keras_source_exits_2(workspace: Path, write_params, tmp_path: Path) -> None:
+def test_download_stage_offline_keras_source_exits_2(workspace: Path, mlflow_store, write_params, tmp_path: Path) -> None:
     write_params({"data.source": "cifar10"})
     env = offline_env(closed_port(), KERAS_HOME=str(tmp_path / "keras-home"))
     result = run_stage("download", workspace, env)
@@ -288,7 +288,7 @@ def test_kaggle_credentials_found_where_kaggle_looks(no_kaggle_credentials: Path
     assert sources.kaggle_credentials_present()
 
 
-def test_kaggle_download_stage_without_credentials_exits_2(workspace: Path, write_params,
+def test_kaggle_download_stage_without_credentials_exits_2(workspace: Path, mlflow_store, write_params,
                                                            no_kaggle_credentials: Path) -> None:
     write_params({"data.source": "dogs-vs-cats", "data.archive": None})
     result = run_stage("download", workspace, offline_env(closed_port(), HOME=str(no_kaggle_credentials)))
@@ -302,7 +302,7 @@ def all_text_under(folder: Path) -> dict[Path, bytes]:
 
 
 @pytest.mark.parametrize("how", ["env", "kaggle.json"])
-def test_kaggle_fake_credentials_no_network_and_no_leak(workspace: Path, write_params,
+def test_kaggle_fake_credentials_no_network_and_no_leak(workspace: Path, mlflow_store, write_params,
                                                        no_kaggle_credentials: Path, how: str) -> None:
     write_params({"data.source": "dogs-vs-cats", "data.archive": None})
     home = no_kaggle_credentials

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -16,13 +17,19 @@ def directory(target: Path) -> Iterator[Path]:
     """Yield an empty temp folder beside `target`; on success it replaces `target` in one rename."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    remove_stale(target)
+    temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
     try:
         yield temp
         if target.exists():
             old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            shutil.rmtree(old, ignore_errors=True)
             os.replace(target, old)
-            os.replace(temp, target)
+            try:
+                os.replace(temp, target)
+            except BaseException:
+                os.replace(old, target)  # keep the previous good output in place
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(temp, target)
@@ -31,12 +38,36 @@ def directory(target: Path) -> Iterator[Path]:
             shutil.rmtree(temp, ignore_errors=True)
 
 
+def remove_stale(target: Path) -> None:
+    """Delete temp/old siblings of `target` left by a killed process (SIGKILL skips `finally`)."""
+    for sibling in Path(target).parent.glob(f".{Path(target).name}.*"):
+        match = re.fullmatch(rf"\.{re.escape(Path(target).name)}\.(?:tmp|old)-(\d+)(?:-.*)?", sibling.name)
+        if match and not _alive(int(match.group(1))):
+            if sibling.is_dir():
+                shutil.rmtree(sibling, ignore_errors=True)
+            else:
+                sibling.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def file(target: Path, mode: str = "w") -> Iterator[Any]:
     """Open a temp file beside `target` for writing; on success rename it over `target`."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+    remove_stale(target)
+    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent)
     temp = Path(temp_name)
     try:
         with os.fdopen(handle, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as stream:

@@ -208,7 +208,8 @@ def split(params: Params) -> dict:
             manifest = manifest.sort_values(["split", "class", "path"]).reset_index(drop=True)
             manifest.to_csv(folder / paths.MANIFEST.name, index=False, lineterminator="\n")
             metrics = split_metrics(params, outcome, listing_skipped)
-        atomic.write_json(paths.metrics_file("split"), metrics)
+            # Metrics first: if they cannot be written, the previous split stays in place too.
+            atomic.write_json(paths.metrics_file("split"), metrics)
     except OSError as error:
         raise UserError(
             f"cannot write the split ({error.strerror or error}: {error.filename or paths.SPLIT}): "
