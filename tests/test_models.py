@@ -1,0 +1,51 @@
+"""Model builders: the chapter's simple CNN, its photo layout, the low-level softmax regression."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from keras import layers
+
+from imgclf.models import cnn, perceptron
+from imgclf.params import CnnParams
+
+CHAPTER = CnnParams(layout="chapter", filters=(64, 128), dense_units=1024, dropout=0.3, precision="float32")
+
+
+def test_chapter_layout_is_the_chapters_model():
+    model = cnn.build_simple_cnn((28, 28, 1), 10, CHAPTER)
+    kinds = [type(layer).__name__ for layer in model.layers[1:]]
+    assert kinds == ["Conv2D", "Conv2D", "MaxPooling2D", "Dropout", "Flatten", "Dense", "Dropout", "Dense"]
+    assert model.output_shape == (None, 10) and model.layers[-1].activation.__name__ == "softmax"
+    convolutions = 64 * 9 + 64 + 128 * 64 * 9 + 128
+    dense = 12 * 12 * 128 * 1024 + 1024 + 1024 * 10 + 10
+    assert model.count_params() == convolutions + dense
+
+
+def test_photo_layout_stays_small_at_150px():
+    photo = CnnParams(layout="photo", filters=(64, 128), dense_units=1024, dropout=0.3, precision="float32")
+    model = cnn.build_simple_cnn((150, 150, 3), 2, photo)
+    assert any(isinstance(layer, layers.GlobalAveragePooling2D) for layer in model.layers)
+    assert sum(isinstance(layer, layers.Conv2D) for layer in model.layers) == 4
+    assert model.count_params() < 1_000_000  # the literal chapter model: ~700 M
+
+
+def test_unresolved_layout_is_refused():
+    with pytest.raises(ValueError, match="resolved"):
+        cnn.build_simple_cnn((28, 28, 1), 10, CnnParams("auto", (4,), 8, 0.0, "float32"))
+
+
+def test_softmax_regression_learns_and_exports_to_keras():
+    rng = np.random.default_rng(0)
+    labels = np.eye(2, dtype="float32")[rng.integers(0, 2, 64)]
+    images = (rng.random((64, 4, 4, 1)) * 0.1 + labels[:, :1, None, None]).astype("float32")
+    model = perceptron.SoftmaxRegression(16, 2, init_stddev=0.0, seed=1)
+    first_loss, _ = model.train_step(images, labels, 0.5)
+    for _ in range(20):
+        loss, accuracy = model.train_step(images, labels, 0.5)
+    assert float(loss) < float(first_loss) and float(accuracy) == 1.0
+    exported = model.to_keras((4, 4, 1))
+    np.testing.assert_allclose(
+        exported.predict(images, verbose=0), tf.nn.softmax(model.logits(images)).numpy(), atol=1e-6
+    )

@@ -1,0 +1,90 @@
+"""tf.data input from data/split: layout checks, hold-out, shapes, scaling, order, seeding."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from imgclf.data import pipeline
+from imgclf.errors import UserError
+
+
+def batches_to_arrays(dataset):
+    images, labels = zip(*[(x.numpy(), y.numpy()) for x, y in dataset])
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def test_loads_train_validation_and_test(make_split, write_params):
+    make_split(classes=("b", "a", "c"), train=10, test=4, size=(16, 16))
+    config = write_params({"image.size": [16, 16], "data.validation_fraction": 0.2})
+    data = pipeline.load_split(config, batch_size=4)
+
+    assert data.class_names == ("a", "b", "c")
+    assert data.class_counts == (10, 10, 10)
+    assert data.train_size == 24 and data.steps_per_epoch == 6
+    assert data.input_shape == (16, 16, 1)
+    train_images, train_labels = batches_to_arrays(data.train)
+    validation_images, _ = batches_to_arrays(data.validation)
+    test_images, test_labels = batches_to_arrays(data.test)
+    assert train_images.shape == (24, 16, 16, 1) and validation_images.shape == (6, 16, 16, 1)
+    assert train_images.dtype == np.float32 and 0.0 <= train_images.min() and train_images.max() <= 1.0
+    assert train_labels.shape == (24, 3)  # one-hot, for categorical cross-entropy
+    # Test split in file order: class a's four images, then b's, then c's.
+    assert test_labels.argmax(axis=1).tolist() == [0] * 4 + [1] * 4 + [2] * 4
+
+
+def test_raw_pixels_resized_rgb_and_no_validation(make_split, write_params):
+    make_split(train=4, test=2, size=(16, 16))
+    config = write_params({"image.size": [16, 16], "data.validation_fraction": 0.0})
+    data = pipeline.load_split(config, batch_size=8, rescale=False, image_size=(32, 24), color_mode="rgb")
+    images, _ = batches_to_arrays(data.test)
+    assert data.validation is None and data.train_size == 12
+    assert images.shape == (6, 32, 24, 3) and images.max() > 200  # 0-255 for preprocess_input
+
+
+def test_epochs_reshuffle_and_runs_repeat(make_split, write_params):
+    make_split(train=10, test=2)
+    config = write_params({"image.size": [16, 16]})
+    orders = []
+    for _ in range(2):
+        data = pipeline.load_split(config, batch_size=5)
+        orders.append([batches_to_arrays(data.train)[0].sum(axis=(1, 2, 3)) for _ in range(2)])
+    first_run, second_run = orders
+    assert not np.array_equal(first_run[0], first_run[1])  # epochs differ
+    np.testing.assert_array_equal(first_run[0], second_run[0])  # runs repeat
+    np.testing.assert_array_equal(first_run[1], second_run[1])
+
+
+def test_missing_split(workspace, write_params):
+    with pytest.raises(UserError, match="data/split: not found: run the split stage first"):
+        pipeline.load_split(write_params(), batch_size=4)
+
+
+def test_empty_class_folder(make_split):
+    root = make_split(train=2, test=2)
+    for image in (root / "test" / "b").iterdir():
+        image.unlink()
+    with pytest.raises(UserError, match=r"test/b: class folder has no images"):
+        pipeline.check_layout(root)
+
+
+def test_one_class(make_split):
+    root = make_split(classes=("only",), train=2, test=2)
+    with pytest.raises(UserError, match=r"found 1 class folder\(s\) \(only\): a classifier needs at least two"):
+        pipeline.check_layout(root)
+
+
+def test_train_and_test_classes_differ(make_split):
+    root = make_split(train=2, test=2)
+    shutil.rmtree(root / "test" / "c")
+    with pytest.raises(UserError, match=r"class folders differ \(only in train: \['c'\], only in test: \[\]\)"):
+        pipeline.check_layout(root)
+
+
+def test_nested_folder_in_a_class(make_split):
+    root = make_split(train=2, test=2)
+    (root / "train" / "a" / "more").mkdir()
+    with pytest.raises(UserError, match=r"train/a/more: sub-folder inside a class folder"):
+        pipeline.check_layout(root)

@@ -1,0 +1,119 @@
+"""The training stages end to end on tiny data: outputs, determinism, the MLflow contract, errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+STAGES = ("perceptron", "baseline", "augmented")
+PLOT_FILES = ("history.csv", "confusion.csv", "confusion.png", "learning_curves.png")
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_stage_writes_model_metrics_and_plots(stage, tiny_training, run_stage_script, workspace):
+    tiny_training()
+    run_stage_script(stage)
+
+    assert (workspace / "models" / stage / "model.keras").is_file()
+    metrics = json.loads((workspace / "metrics" / f"{stage}.json").read_text())
+    for key in ("accuracy", "loss", "precision_macro", "recall_macro", "f1_macro",
+                "epochs", "trainable_params", "total_params"):
+        assert key in metrics, key
+    assert set(metrics["per_class"]) == {"a", "b", "c"}
+    assert {"precision", "recall"} <= set(metrics["per_class"]["a"])
+    assert metrics["test_images"] == 18
+    assert not {"training_seconds", "run_id", "seconds"} & set(metrics)
+
+    plots = workspace / "plots" / stage
+    assert sorted(path.name for path in plots.iterdir()) == sorted(PLOT_FILES)
+    history = read_csv(plots / "history.csv")
+    assert list(history[0]) == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
+    assert [int(row["epoch"]) for row in history] == list(range(1, metrics["epochs"] + 1))
+    confusion = read_csv(plots / "confusion.csv")
+    assert len(confusion) == 18 and set(confusion[0]) == {"actual", "predicted"}
+    assert list(((workspace / "logs" / stage)).rglob("events.out.tfevents*")), "no TensorBoard events"
+
+
+def test_perceptron_learns_and_summarises_weights(tiny_training, run_stage_script, workspace):
+    tiny_training({"perceptron.steps": 40})
+    run_stage_script("perceptron")
+
+    metrics = json.loads((workspace / "metrics" / "perceptron.json").read_text())
+    assert metrics["accuracy"] == 1.0  # the class is a bright bar's position: linearly separable
+    assert metrics["steps"] == 40 and metrics["trainable_params"] == 16 * 16 * 3 + 3
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(workspace / "logs" / "perceptron" / "train"))
+    events.Reload()
+    tags = set(events.Tags()["tensors"])
+    for name in ("weights", "biases"):
+        assert {f"{name}/{what}" for what in ("mean", "stddev", "min", "max", "histogram")} <= tags
+    assert {"loss", "accuracy"} <= tags
+
+
+@pytest.mark.parametrize("stage", ("perceptron", "augmented"))
+def test_same_params_same_bytes(stage, tiny_training, run_stage_script, workspace):
+    tiny_training({"augmented.epochs": 2})
+    outputs = [workspace / "metrics" / f"{stage}.json", workspace / "plots" / stage / "history.csv"]
+    run_stage_script(stage)
+    first = [path.read_bytes() for path in outputs]
+    run_stage_script(stage)
+    assert [path.read_bytes() for path in outputs] == first
+
+
+def test_mlflow_run_contract(tiny_training, run_stage_script, workspace):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from imgclf import tracking
+
+    config = tiny_training({"baseline.epochs": 2, "mlflow.log_model": True})
+    run_stage_script("baseline")
+
+    client = MlflowClient(tracking.tracking_uri())
+    experiment = client.get_experiment_by_name(config.mlflow.experiment)
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.status == "FINISHED" and run.data.tags["dvc.stage"] == "baseline"
+    assert run.data.params["baseline.epochs"] == "2" and run.data.params["cnn.filters"] == "[4, 8]"
+    assert [point.step for point in client.get_metric_history(run.info.run_id, "val_loss")] == [1, 2]
+    metrics = json.loads((workspace / "metrics" / "baseline.json").read_text())
+    assert run.data.metrics["accuracy"] == pytest.approx(metrics["accuracy"])
+    assert "training_seconds" in run.data.metrics
+
+    artifacts = {item.path for item in client.list_artifacts(run.info.run_id, "plots")}
+    assert {"plots/confusion.png", "plots/learning_curves.png", "plots/history.csv"} <= artifacts
+    assert client.list_artifacts(run.info.run_id, "tensorboard")
+
+    model = mlflow.keras.load_model(f"runs:/{run.info.run_id}/model")
+    from imgclf.data import pipeline
+
+    data = pipeline.load_split(config, batch_size=8)
+    labels = np.concatenate([batch_labels.numpy().argmax(axis=1) for _, batch_labels in data.test])
+    predicted = model.predict(data.test, verbose=0).argmax(axis=1)
+    assert float(np.mean(predicted == labels)) == pytest.approx(metrics["accuracy"])
+
+
+def test_missing_split_is_a_user_error(workspace, write_params, run_stage_script, capsys):
+    write_params()
+    with pytest.raises(SystemExit) as exit_info:
+        run_stage_script("baseline")
+    assert exit_info.value.code == 2
+    assert "imgclf: data/split: not found: run the split stage first" in capsys.readouterr().err
+
+
+def test_balanced_class_weights():
+    from imgclf import training
+
+    assert training.class_weights([10, 30], "none") is None
+    assert training.class_weights([10, 30], "balanced") == {0: 2.0, 1: 40 / 60}
