@@ -150,7 +150,8 @@ def stage_tags(stage: str) -> dict[str, str]:
     }
     if os.environ.get("DVC_EXP_NAME"):
         tags[TAG_EXP_NAME] = os.environ["DVC_EXP_NAME"]
-    digest = data_hash() if stage != "download" else None  # download precedes any manifest
+    # download precedes any manifest; split replaces it (stage_run tags the new one when it ends)
+    digest = data_hash() if stage not in ("download", "split") else None
     if digest:
         tags[TAG_DATA_HASH] = digest
     stage_hash = lineage.current_fingerprint(stage)
@@ -332,11 +333,11 @@ def stage_run(stage: str, experiment: str, flat_params: Mapping[str, Any]) -> It
     uri = tracking_uri()
     check_reachable(uri)
     mlflow.set_tracking_uri(uri)
-    client = MlflowClient(uri)
-    with store_lock(uri):
+    tags = stage_tags(stage)
+    with store_lock(uri):  # creating the client creates (migrates) a new SQLite store: one at a time
+        client = MlflowClient(uri)
         experiment_key = experiment_id(client, experiment, uri)
         close_stale_runs(client, experiment_key)
-        tags = stage_tags(stage)
         run = mlflow.start_run(experiment_id=experiment_key, run_name=stage, tags=tags)
     active = StageRun(client, run.info.run_id, uri)
     active.log_params(flat_params)
