@@ -5,13 +5,14 @@ optional `import bottleneck` (a PyPI package) would then import this script in t
 import: a circular-import crash.
 """
 
-from imgclf import features, stage
+from imgclf import extraction, stage
+from imgclf.models import backbones
 
 
 def work(params, run) -> None:
-    facts = features.backbone_facts(params)
+    facts = backbones.describe(params.backbone)
     run.set_tags({"backbone": facts["backbone"], "weights": facts["weights"]})
-    speed = features.write_bottleneck(params)
+    speed = extraction.write_bottleneck(params)
     # Run-specific figures: MLflow only, never DVC metrics (they would differ on every repro).
     run.log_metrics({f"bottleneck_{name}": value for name, value in speed.items()})
     print(
@@ -25,4 +26,4 @@ def work(params, run) -> None:
 
 
 if __name__ == "__main__":
-    stage.run("bottleneck", ["seed", "image", "backbone", "bottleneck"], work)
+    stage.run("bottleneck", ["seed", "data", "image", "backbone", "bottleneck"], work)

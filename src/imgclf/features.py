@@ -1,4 +1,4 @@
-"""Bottleneck features: run a backbone over a split in batches and stream the features into a .npz.
+"""data/features, the bottleneck features: how they are written (streamed), read and held out.
 
 Memory stays flat whatever the number of images: batches go from tf.data through one compiled
 forward pass straight into the .npz's `features.npy` entry (header first, the shape is known from
@@ -19,11 +19,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from imgclf import atomic, determinism, paths
-from imgclf.data import pipeline
+from imgclf import paths
 from imgclf.errors import UserError
-from imgclf.models import backbones
-from imgclf.params import Params
 
 SPLITS = ("train", "test")
 CLASSES_FILE = "classes.json"  # class names, label i = classes[i]
@@ -129,66 +126,6 @@ def holdout(count: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndar
     if fraction > 0 and count > 1:
         held = min(max(held, 1), count - 1)
     return np.sort(order[held:]), np.sort(order[:held])
-
-
-def backbone_facts(params: Params) -> dict:
-    """What every transfer output reports about the features' origin."""
-    backbone = params.backbone
-    return {
-        "backbone": backbone.name,
-        "weights": backbone.weights,
-        "input_size": list(backbone.input_size),
-        "precision": backbone.precision,
-    }
-
-
-def image_shape(params: Params) -> tuple[int, int, int]:
-    """(height, width, channels) of the images the input pipeline yields."""
-    channels = 1 if params.image.color_mode == "grayscale" else 3
-    return (*params.image.size, channels)
-
-
-def write_bottleneck(params: Params, target: Path = paths.FEATURES) -> dict:
-    """data/features/{train,test}.npz + classes.json + backbone.json; returns throughput figures.
-
-    Weights are resolved first: an offline `imagenet` stops here, before anything is written.
-    The folder appears in one rename, so a failed or killed run leaves no partial features.
-    """
-    backbone = params.backbone
-    backbones.check_input_size(backbone.name, backbone.input_size)
-    backbones.check_precision(backbone.precision)
-    weights = backbones.resolve_weights(backbone)
-    determinism.seed_everything(params.seed)
-    determinism.set_precision(backbone.precision)
-    batch_size = params.bottleneck.batch_size
-    inputs = {split: pipeline.load_ordered(params, split, batch_size, rescale=False) for split in SPLITS}
-    extractor = backbones.build_extractor(backbone, params.seed, weights, image_shape(params))
-    runs: dict[str, Extraction] = {}
-    with atomic.directory(target) as temp:
-        for split, (dataset, _, count) in inputs.items():
-            runs[split] = extract_to_npz(extractor, dataset, count, temp / f"{split}.npz")
-        class_names = inputs["train"][1]
-        atomic.write_json(temp / CLASSES_FILE, list(class_names))
-        atomic.write_json(temp / BACKBONE_FILE, backbone_facts(params) | {
-            "feature_shape": list(runs["train"].feature_shape),
-        })
-    return throughput(runs, backbones.forward_flops(backbones.base_of(extractor)))
-
-
-def throughput(runs: dict[str, Extraction], flops_per_image: int) -> dict[str, float]:
-    """images/s and achieved GFLOP/s, over the whole pass and after the first batch."""
-    images = sum(run.count for run in runs.values())
-    seconds = sum(run.seconds for run in runs.values())
-    steady = images / sum(run.count / run.steady_images_per_s for run in runs.values())
-    return {
-        "images": images,
-        "seconds": seconds,
-        "images_per_s": images / seconds,
-        "gflops_per_s": flops_per_image * images / seconds / 1e9,
-        "steady_images_per_s": steady,
-        "steady_gflops_per_s": flops_per_image * steady / 1e9,
-        "gflop_per_image": flops_per_image / 1e9,
-    }
 
 
 def read_classes(folder: Path = paths.FEATURES) -> tuple[str, ...]:

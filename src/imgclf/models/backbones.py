@@ -70,6 +70,16 @@ FAMILIES: dict[str, Family] = {
 }
 
 
+def describe(backbone: BackboneParams) -> dict:
+    """What every transfer-learning output reports about its backbone (weights included)."""
+    return {
+        "backbone": backbone.name,
+        "weights": backbone.weights,
+        "input_size": list(backbone.input_size),
+        "precision": backbone.precision,
+    }
+
+
 def check_input_size(name: str, size: tuple[int, int]) -> None:
     """A params error naming backbone.input_size when the backbone cannot take `size`."""
     smallest = FAMILIES[name].min_side
