@@ -46,7 +46,8 @@ def compare(args: argparse.Namespace) -> str:
     """The leaderboard text for the chosen runs."""
     uri = tracking.tracking_uri()
     tracking.check_reachable(uri)
-    client = tracking.MlflowClient(uri)
+    with tracking.store_lock(uri):
+        client = tracking.MlflowClient(uri)
     experiment = args.experiment or _default_experiment()
     if args.pipeline_id:
         runs = tracking.latest_by_stage(client, experiment, {tracking.TAG_PIPELINE: args.pipeline_id})
