@@ -6,7 +6,9 @@ from imgclf.data import split
 
 def work(params, run) -> None:
     metrics = split.split(params)
-    print(f"split: {metrics['total']} images, {metrics['skipped']['count']} skipped", flush=True)
+    total = metrics["total"]
+    print(f"split: {total['train']} train + {total['test']} test images, "
+          f"{metrics['skipped']['count']} skipped", flush=True)
     run.log_metrics({f"images_{name}": count for name, count in metrics["total"].items()}
                     | {"skipped": metrics["skipped"]["count"]})
     run.log_artifact(paths.MANIFEST)

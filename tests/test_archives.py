@@ -6,6 +6,7 @@ Every bad input at once lives in test_bad_inputs.py.
 
 from __future__ import annotations
 
+import io
 import json
 import zipfile
 from pathlib import Path
@@ -153,3 +154,31 @@ def test_read_entry_refuses_oversized_members_before_reading(tmp_path) -> None:
     zip_path = write_zip(tmp_path / "big.zip", {"train/cat.1.jpg": b"\0" * 5000, "train/dog.1.jpg": b"x"})
     data, reason = read(tmp_path, zip_path, "train/cat.1.jpg", max_bytes=4096)
     assert data is None and reason == "too large to decode safely (5000 bytes)"
+
+
+def test_relative_archive_path_resolves_in_the_main_workspace(workspace, write_params, tmp_path,
+                                                              monkeypatch) -> None:
+    """`dvc exp run --temp` runs in a copy of the repo: a relative data.archive must still resolve."""
+    main = tmp_path / "main"
+    write_zip(main / "downloads" / "train.zip", kaggle_files(cats=5, dogs=5))
+    config = write_params({"data.source": "dogs-vs-cats", "data.archive": "downloads/train.zip"})
+    monkeypatch.setenv("DVC_ROOT", str(main))
+    assert sources.download(config)["images"] == 10
+    monkeypatch.delenv("DVC_ROOT")
+    with pytest.raises(UserError, match=r"^data\.archive = .*downloads/train\.zip: no such file"):
+        sources.download(config)
+
+
+def test_camera_jpeg_with_a_second_picture_is_a_jpeg(workspace, write_params, tmp_path) -> None:
+    """Pillow opens multi-picture camera JPEGs as format 'MPO': they are JPEGs, not skips."""
+    from PIL import Image
+    from archive_builders import encode, real_photos
+
+    mpo = encode(real_photos()[0], "MPO", save_all=True, append_images=[real_photos()[1]])
+    assert Image.open(io.BytesIO(mpo)).format == "MPO"
+    files = kaggle_files(cats=4, dogs=5) | {"train/cat.77.jpg": mpo}
+    config, _, _ = download(write_params, files, tmp_path)
+    metrics = split.split(config)
+    assert metrics["skipped"]["count"] == 0
+    assert (paths.SPLIT / "train" / "cat" / "cat.77.jpg").exists() or (
+        paths.SPLIT / "test" / "cat" / "cat.77.jpg").exists()

@@ -179,3 +179,18 @@ def test_shortfall_counts_skipped_images(workspace, write_params, tmp_path) -> N
 def test_split_without_download_says_what_to_run(workspace, write_params) -> None:
     with pytest.raises(UserError, match=r"data/raw/images\.npz is missing: run the download stage first"):
         split.split(write_params())
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "wrong-arrays"])
+def test_unreadable_raw_arrays_say_to_download_again(raw_mnist_sample, write_params, damage: str) -> None:
+    data = paths.RAW_ARRAYS.read_bytes()
+    if damage == "truncated":
+        paths.RAW_ARRAYS.write_bytes(data[: len(data) // 2])
+    elif damage == "garbage":
+        paths.RAW_ARRAYS.write_bytes(b"not an npz" * 10)
+    else:
+        np.savez(paths.RAW_ARRAYS, something_else=np.zeros(3))
+    with pytest.raises(UserError, match=r"^data/raw/images\.npz is unreadable \(\w+\): run the download "
+                                        r"stage again \(dvc repro -f download\)$"):
+        split.split(write_params())
+    assert not paths.SPLIT.exists()

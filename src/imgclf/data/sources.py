@@ -256,6 +256,13 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def archive_path(value: str) -> Path:
+    """data.archive as a path: a relative one is relative to the main workspace, so that it also
+    resolves in a DVC temp workspace (`dvc exp run --temp/--queue` runs in a copy without it)."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else paths.main_workspace() / path
+
+
 def download(params: Params) -> dict:
     """Fetch data.source into data/raw/ atomically; return a summary (also written as source.json)."""
     info = SOURCES[params.data.source]
@@ -268,7 +275,7 @@ def download(params: Params) -> dict:
         else:
             target = folder / paths.RAW_ARCHIVE.name
             if params.data.archive:
-                source_path = Path(params.data.archive).expanduser()
+                source_path = archive_path(params.data.archive)
                 archive_module.open_zip(source_path).close()
                 copy_with_progress(source_path, target)
             else:

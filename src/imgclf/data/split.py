@@ -69,7 +69,13 @@ def _png(image: np.ndarray) -> bytes:
 
 def array_pools(params: Params) -> tuple[list[Pool], list[tuple[str, str]]]:
     """Pools from data/raw/images.npz: one pool, or train and test pools when the source has both."""
-    arrays = load_saved_arrays(paths.RAW_ARRAYS)
+    try:
+        arrays = load_saved_arrays(paths.RAW_ARRAYS)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        raise UserError(
+            f"{paths.RAW_ARRAYS} is unreadable ({type(error).__name__}): run the download stage "
+            f"again (dvc repro -f download)"
+        ) from None
     data = params.data
 
     def by_class(x: np.ndarray, y: np.ndarray, prefix: str) -> dict[str, list[Candidate]]:
