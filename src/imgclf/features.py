@@ -81,7 +81,7 @@ def extract_to_npz(
     a dataset that yields another number is an error, not a short file.
     """
     forward = compiled_forward(model)
-    feature_shape = tuple(int(side) for side in model.output.shape[1:])
+    feature_shape = tuple(int(side) for side in model.output_shape[1:])
     labels = np.empty(count, dtype=np.int64)  # count integers: small next to the features
     written = 0
     started = time.perf_counter()

@@ -1,0 +1,119 @@
+"""top and finetune end to end on tiny data: the SVM, outputs, determinism, finetune starting from top."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from imgclf import extraction, features, finetuning, paths, transfer
+
+TINY_TRANSFER = {
+    "image.size": [16, 16],
+    "data.validation_fraction": 0.2,
+    "bottleneck.batch_size": 8,
+    "top.epochs": 3,
+    "top.batch_size": 8,
+    "finetune.epochs": 1,
+    "finetune.batch_size": 8,
+    "mlflow.log_model": False,
+}
+PLOT_FILES = ["confusion.csv", "confusion.png", "history.csv", "learning_curves.png"]
+
+
+@pytest.fixture
+def with_features(make_split, write_params):
+    """A tiny split (3 classes, 16x16) and its VGG16 (weights none, 32x32) features."""
+
+    def setup(overrides: dict | None = None):
+        make_split()
+        params = write_params(TINY_TRANSFER | (overrides or {}))
+        extraction.write_bottleneck(params)
+        return params
+
+    return setup
+
+
+def run_tags(workspace: Path, stage: str) -> dict[str, str]:
+    client = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
+    experiments = [experiment.experiment_id for experiment in client.search_experiments()]
+    runs = client.search_runs(experiments, filter_string=f"tags.`dvc.stage` = '{stage}'")
+    return runs[0].data.tags
+
+
+def test_linear_svm_separates_separable_features():
+    rng = np.random.default_rng(0)
+    centers = np.array([[5.0, 0.0], [-5.0, 0.0], [0.0, 5.0]])
+    labels = np.repeat([0, 1, 2], 20)
+    points = (centers[labels] + rng.normal(scale=0.5, size=(60, 2))).reshape(60, 1, 1, 2)
+    assert transfer.svm_accuracy(points[::2], labels[::2], points[1::2], labels[1::2], 1.0, 0) == 1.0
+
+
+def test_top_stage_writes_deterministic_outputs_with_the_svm_beside_it(
+    with_features, run_stage_script, workspace
+):
+    with_features()
+    run_stage_script("top")
+    first = (workspace / "metrics" / "top.json").read_bytes()
+    run_stage_script("top")
+
+    assert (workspace / "metrics" / "top.json").read_bytes() == first, "same params, same bytes"
+    metrics = json.loads(first)
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and 0.0 <= metrics["svm_accuracy"] <= 1.0
+    assert (metrics["backbone"], metrics["weights"], metrics["precision"]) == ("vgg16", "none", "float32")
+    assert metrics["feature_shape"] == [1, 1, 512]
+    assert metrics["train_images"] == 29 and metrics["test_images"] == 18  # 36 - round(36 * 0.2)
+    assert sorted(path.name for path in (workspace / "plots" / "top").iterdir()) == PLOT_FILES
+    head = keras.models.load_model(workspace / "models" / "top" / "model.keras", safe_mode=True)
+    assert [layer.__class__.__name__ for layer in head.layers] == ["Flatten", "Dense", "Dropout", "Dense"]
+    assert head.output_shape == (None, 3)
+    tags = run_tags(workspace, "top")
+    assert (tags["backbone"], tags["weights"]) == ("vgg16", "none")
+
+
+def test_finetune_starts_from_tops_trained_head(with_features, run_stage_script, workspace):
+    params = with_features()
+    run_stage_script("top")
+    top_model = finetuning.load_head()
+
+    model, frozen = finetuning.build_finetune_model(params, finetuning.load_head(), (16, 16, 1), 3, None)
+
+    head = next(layer for layer in model.layers if layer.name == "top")
+    assert frozen == 14
+    for before, after in zip(top_model.get_weights(), head.get_weights()):
+        np.testing.assert_array_equal(before, after)
+    # Same backbone, same preprocessing as the bottleneck: on test images it predicts what top
+    # predicted on their features.
+    test = features.load(paths.FEATURES / "test.npz")
+    images = np.stack([
+        np.asarray(keras.utils.load_img(path, color_mode="grayscale"), dtype="float32")[..., None]
+        for path in sorted((workspace / "data" / "split" / "test").glob("*/*.png"))
+    ])
+    np.testing.assert_allclose(
+        model.predict(images, verbose=0), top_model.predict(test.features, verbose=0), atol=1e-5
+    )
+
+
+def test_finetune_stage_trains_the_last_block_and_reports_its_weights(
+    with_features, run_stage_script, workspace
+):
+    with_features()
+    run_stage_script("top")
+    run_stage_script("finetune")
+
+    metrics = json.loads((workspace / "metrics" / "finetune.json").read_text())
+    assert (metrics["backbone"], metrics["weights"], metrics["frozen_layers"]) == ("vgg16", "none", 14)
+    assert metrics["epochs"] == 1 and metrics["test_images"] == 18
+    # block5 (3 convolutions) and the head train; blocks 1-4 do not.
+    block5 = 3 * (3 * 3 * 512 * 512 + 512)
+    head = 512 * 256 + 256 + 256 * 3 + 3
+    assert metrics["trainable_params"] == block5 + head
+    assert sorted(path.name for path in (workspace / "plots" / "finetune").iterdir()) == PLOT_FILES
+    model = keras.models.load_model(workspace / "models" / "finetune" / "model.keras", safe_mode=True)
+    assert model.output_shape == (None, 3)
+    tags = run_tags(workspace, "finetune")
+    assert (tags["backbone"], tags["weights"]) == ("vgg16", "none")
