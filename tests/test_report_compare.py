@@ -1,0 +1,100 @@
+"""Report and compare: the same leaderboard from the same runs; dvc.lock resolves restored stages."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from imgclf import lineage, report, tracking
+
+EXPERIMENT = "image-classification"
+ACCURACY = {"perceptron": 0.88, "baseline": 0.97, "augmented": 0.96, "top": 0.61, "finetune": 0.74}
+
+
+def lock_entry(stage: str, version: int) -> dict:
+    return {"cmd": f"python stages/{stage}.py",
+            "deps": [{"path": f"stages/{stage}.py", "hash": "md5", "md5": f"{stage}-{version}"}],
+            "params": {"params.yaml": {f"{stage}.epochs": version}}}
+
+
+def log_stage_run(stage: str, version: int, pipeline: str, monkeypatch, accuracy: float) -> str:
+    """A finished run as a stage would leave it, fingerprinted like dvc.lock version `version`."""
+    monkeypatch.setenv("IMGCLF_PIPELINE_ID", pipeline)
+    monkeypatch.setattr(lineage, "current_fingerprint", lambda name: lineage.fingerprint(lock_entry(name, version)))
+    with tracking.stage_run(stage, EXPERIMENT, {f"{stage}.epochs": version}) as run:
+        run.log_history({"loss": [1.0, 0.5], "accuracy": [0.5, accuracy]})
+        run.log_metrics({"accuracy": accuracy, "f1_macro": accuracy - 0.01, "loss": 1 - accuracy,
+                         "trainable_params": 1000, "total_params": 2000, "epochs": 2,
+                         "training_seconds": 12.5, "model_size_bytes": 3_000_000})
+        if stage in ("top", "finetune"):
+            run.set_tags({"backbone": "vgg16", "weights": "none"})
+        return run.run_id
+
+
+@pytest.fixture
+def pipeline_runs(workspace, mlflow_store, monkeypatch):
+    """Pipeline p1 ran every stage (version 1); p2 re-ran top only, with another fingerprint."""
+    ids = {stage: log_stage_run(stage, 1, "p1", monkeypatch, accuracy) for stage, accuracy in ACCURACY.items()}
+    newer_top = log_stage_run("top", 2, "p2", monkeypatch, 0.42)
+    (workspace / "dvc.lock").write_text(yaml.safe_dump(
+        {"schema": "2.0", "stages": {stage: lock_entry(stage, 1) for stage in ACCURACY}}))
+    return ids, newer_top
+
+
+def test_leaderboard_ranks_every_model_stage(pipeline_runs):
+    client = tracking.MlflowClient(tracking.tracking_uri())
+    frame = report.leaderboard(report.runs_from_lock(client, EXPERIMENT), "accuracy")
+    assert list(frame["stage"]) == sorted(ACCURACY, key=ACCURACY.get, reverse=True)
+    assert list(frame["rank"]) == [1, 2, 3, 4, 5]
+    top = frame.set_index("stage").loc["top"]
+    assert top["accuracy"] == pytest.approx(0.61) and top["weights"] == "none" and top["model_size_mb"] == 3.0
+
+
+def test_lock_resolves_a_restored_stage_to_the_run_that_produced_it(pipeline_runs):
+    ids, newer_top = pipeline_runs
+    client = tracking.MlflowClient(tracking.tracking_uri())
+    runs = report.runs_from_lock(client, EXPERIMENT)
+    # dvc.lock says top is at version 1 (restored from the run-cache): the older run, not the newest.
+    assert runs["top"].info.run_id == ids["top"] != newer_top
+    assert {stage: run.info.run_id for stage, run in runs.items()} == ids
+
+
+def test_report_stage_writes_and_compare_prints_the_same_leaderboard(pipeline_runs, workspace):
+    env_python = [sys.executable, "-m", "imgclf", "compare"]
+    result = subprocess.run([sys.executable, str(Path(report.__file__).parents[2] / "stages" / "report.py")],
+                            capture_output=True, text=True, timeout=240, cwd=workspace)
+    assert result.returncode == 0, result.stderr[-2000:]
+    markdown = (workspace / "reports" / "leaderboard.md").read_text()
+    for stage in ACCURACY:
+        assert f"| {stage} " in markdown
+    assert "0.42" not in markdown  # the newer top run is not the one behind dvc.lock
+    assert (workspace / "reports" / "leaderboard.png").stat().st_size > 5000
+    from_lock = subprocess.run(env_python, capture_output=True, text=True, timeout=120, cwd=workspace)
+    by_pipeline = subprocess.run(env_python + ["--pipeline-id", "p1"], capture_output=True, text=True,
+                                 timeout=120, cwd=workspace)
+    assert from_lock.returncode == 0 and by_pipeline.returncode == 0, from_lock.stderr + by_pipeline.stderr
+    assert markdown == "# Leaderboard\n\n" + from_lock.stdout == "# Leaderboard\n\n" + by_pipeline.stdout
+    csv = subprocess.run(env_python + ["--pipeline-id", "p1", "--format", "csv"], capture_output=True,
+                         text=True, timeout=120, cwd=workspace)
+    assert csv.stdout == (workspace / "reports" / "leaderboard.csv").read_text()
+    assert "run_id" not in csv.stdout and "p1" not in markdown  # no run ids in DVC outputs
+
+
+def test_compare_says_what_is_wrong_when_nothing_matches(pipeline_runs, workspace):
+    result = subprocess.run([sys.executable, "-m", "imgclf", "compare", "--pipeline-id", "nope"],
+                            capture_output=True, text=True, timeout=120, cwd=workspace)
+    assert result.returncode == 2
+    assert result.stderr.startswith("imgclf: no finished model-stage runs for pipeline nope")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_render_csv_round_trips(pipeline_runs):
+    client = tracking.MlflowClient(tracking.tracking_uri())
+    frame = report.leaderboard(report.runs_from_lock(client, EXPERIMENT), "loss")
+    parsed = pd.read_csv(__import__("io").StringIO(report.render(frame, "csv")))
+    assert list(parsed["stage"])[0] == "baseline"  # lowest loss first
