@@ -117,3 +117,13 @@ def test_finetune_stage_trains_the_last_block_and_reports_its_weights(
     assert model.output_shape == (None, 3)
     tags = run_tags(workspace, "finetune")
     assert (tags["backbone"], tags["weights"]) == ("vgg16", "none")
+
+
+@pytest.mark.slow
+def test_finetune_metrics_are_deterministic(with_features, run_stage_script, workspace):
+    with_features()
+    run_stage_script("top")
+    run_stage_script("finetune")
+    first = (workspace / "metrics" / "finetune.json").read_bytes()
+    run_stage_script("finetune")
+    assert (workspace / "metrics" / "finetune.json").read_bytes() == first

@@ -60,11 +60,15 @@ def finetune(params: Params, run: StageRun) -> dict[str, Any]:
     weights = backbones.resolve_weights(backbone)  # an offline `imagenet` stops here
     facts = backbones.describe(backbone)
     run.set_tags({"backbone": facts["backbone"], "weights": facts["weights"]})
-    head = load_head()
+    if not paths.model_file("top").is_file():
+        raise UserError(f"{paths.model_file('top')}: not found: run the top stage first (dvc repro top)")
     # Filled in by build() inside train_classifier, read by it when writing the metrics.
     extra_metrics: dict[str, Any] = dict(facts)
 
     def build(input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
+        # Loaded here, after train_classifier seeded everything: Dropout's seed generator is
+        # created at load time, and an unseeded one makes every run different.
+        head = load_head()
         model, frozen = build_finetune_model(params, head, input_shape, num_classes, weights)
         extra_metrics["frozen_layers"] = frozen
         return model
