@@ -1,0 +1,74 @@
+"""The whole pipeline in a real DVC project on the tiny profile: what re-runs, and lineage to MLflow."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from conftest import REPO
+from dvc_project import make_project, run
+
+ALL_STAGES = list(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
+TINY = yaml.safe_load((REPO / "profiles" / "tiny.yaml").read_text())
+
+
+def set_param(project: Path, dotted: str, value) -> None:
+    raw = yaml.safe_load((project / "params.yaml").read_text())
+    section, key = dotted.split(".")
+    raw[section][key] = value
+    (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+def repro(project: Path) -> tuple[set[str], set[str]]:
+    """dvc repro; (stages that ran, stages restored from the run-cache)."""
+    output = run(["dvc", "repro"], project).stdout
+    ran = set(re.findall(r"Running stage '([a-z_]+)'", output))
+    restored = set(re.findall(r"Stage '([a-z_]+)' is cached - skipping run", output))
+    return ran, restored
+
+
+def stage_runs(project: Path, stage: str) -> list:
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("image-classification")
+    return [r for r in client.search_runs([experiment.experiment_id], max_results=1000)
+            if r.data.tags["dvc.stage"] == stage]
+
+
+def compare(project: Path, *args: str) -> str:
+    return run([sys.executable, "-m", "imgclf", "compare", *args], project).stdout
+
+
+@pytest.mark.slow
+def test_pipeline_reruns_exactly_what_changed_and_lineage_survives_the_run_cache(tmp_path):
+    project = make_project(tmp_path / "project", ALL_STAGES, TINY)
+    ran, _ = repro(project)
+    assert ran == set(ALL_STAGES)
+    leaderboard = (project / "reports" / "leaderboard.md").read_text()
+    for stage in ("perceptron", "baseline", "augmented", "top", "finetune"):
+        assert f"| {stage} " in leaderboard
+    pipeline = stage_runs(project, "report")[0].data.tags["imgclf.pipeline_id"]
+    assert leaderboard == "# Leaderboard\n\n" + compare(project, "--pipeline-id", pipeline)
+    assert "up to date" in run(["dvc", "status"], project).stdout
+
+    assert repro(project) == (set(), set())  # nothing changed, nothing runs
+
+    set_param(project, "augmented.epochs", 2)
+    ran, _ = repro(project)
+    assert ran == {"augmented", "report"}
+
+    first_top = stage_runs(project, "top")
+    set_param(project, "top.epochs", TINY["top.epochs"] + 1)
+    ran, _ = repro(project)
+    assert ran == {"top", "finetune", "report"}
+
+    set_param(project, "top.epochs", TINY["top.epochs"])  # back: DVC restores top from its run-cache
+    ran, restored = repro(project)
+    assert {"top", "finetune"} <= restored and "top" not in ran
+    assert len(stage_runs(project, "top")) == 2  # no new MLflow run for a restored stage...
+    ids = compare(project, "--with-ids", "--format", "csv")
+    assert first_top[0].info.run_id in ids  # ...but dvc.lock still resolves to the run behind it
