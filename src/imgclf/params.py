@@ -144,7 +144,7 @@ class DataParams:
     train_per_class: int = _spec(_int(1))
     test_per_class: int = _spec(_int(1))
     non_rgb: str = _spec(_choice("convert", "skip"))
-    max_image_pixels: int = _spec(_int(64 * 64, 500_000_000))
+    max_image_pixels: int = _spec(_int(64 * 64, 89_000_000))  # Pillow refuses more (its bomb guard)
     validation_fraction: float = _spec(_float(0.0, 0.5, high_open=True))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import signal
 import socket
@@ -30,6 +31,10 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 
 import mlflow  # noqa: E402  (after the environment above, which mlflow reads at import)
+
+# "Creating initial MLflow database tables..." is noise on a stage's stderr; errors stay one line.
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+logging.getLogger("alembic").setLevel(logging.WARNING)
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 TAG_STAGE = "dvc.stage"
@@ -104,8 +109,9 @@ def pipeline_id() -> str:
 def _dvc_ancestor() -> psutil.Process | None:
     with contextlib.suppress(psutil.Error):
         for parent in psutil.Process().parents():
-            command = " ".join(parent.cmdline())
-            if "dvc" in command and any(verb in command for verb in ("repro", "exp", "queue")):
+            words = [Path(word).name for word in parent.cmdline()[:3]]
+            # `dvc repro`, `python -m dvc exp run`, `.venv/bin/dvc queue ...` (a celery worker)
+            if "dvc" in words and any(verb in parent.cmdline()[:4] for verb in ("repro", "exp", "queue")):
                 return parent
     return None
 
