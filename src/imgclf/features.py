@@ -91,11 +91,11 @@ def extract_to_npz(
         with archive.open(entry, "w", force_zip64=True) as stream:
             stream.write(_npy_header((count, *feature_shape), "<f4"))
             for batch_index, (images, one_hot) in enumerate(dataset):
-                features = forward(images).numpy()
-                size = features.shape[0]
+                batch_features = forward(images).numpy()
+                size = batch_features.shape[0]
                 if written + size > count:
                     raise ValueError(f"{target}: the dataset yields more than {count} images")
-                stream.write(np.ascontiguousarray(features, dtype="<f4").tobytes())
+                stream.write(np.ascontiguousarray(batch_features, dtype="<f4").tobytes())
                 labels[written:written + size] = np.argmax(one_hot.numpy(), axis=-1)
                 written += size
                 if batch_index == 0:
