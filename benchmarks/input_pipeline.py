@@ -1,0 +1,235 @@
+"""Training throughput by input feed: the project's tf.data pipeline vs ImageDataGenerator vs memory.
+
+Photo workload: a generated dogs-vs-cats-like folder (500 + 100 JPEGs of 300-500 px per class,
+made once in benchmarks/work/photos/), decoded and resized to 150x150, the Keras blog's small
+convnet (3 x (Conv 32/32/64 + MaxPool), Flatten, Dense 64, Dropout .5, Dense 2 softmax), batch 32,
+Adam. The same 1,000 training images, model, seed and batch size, fed by:
+  (a) pipeline: imgclf.data.pipeline.load_split (+ imgclf.augmentation.augment_dataset), as the
+      training stages call them;
+  (b) idg:      tf.keras.preprocessing.image.ImageDataGenerator(...).flow_from_directory, the
+      chapter's way (Keras 3 still ships it, as keras.src.legacy.preprocessing.image);
+  (c) memory:   the decoded images as in-memory tensors (tf.data from_tensor_slices, batched):
+      no input work at all, so the compute-bound limit. It has no augmentation in either row:
+      the "augmentation on" row re-measures the same limit.
+Augmentation off and on (horizontal flip, zoom 0.3, shear 0.3; ImageDataGenerator's shear_range is
+in degrees, so it gets atan(0.3) = 16.7 degrees, the same shear). Throughput = images / seconds of
+the measured epochs, after one warm-up epoch (tracing, and for (a) the decode + cache fill).
+
+MNIST workload: the offline default's data (mnist-sample digits, 28x28 grayscale; 1,000 of them
+an epoch, split by the project's own download + split functions), the chapter's CNN (imgclf.models.cnn, layout chapter), batch 64, the same three feeds, no augmentation.
+
+    python benchmarks/input_pipeline.py [--epochs 2] [--skip-mnist]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import math
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from imgclf import augmentation, determinism  # noqa: E402
+from imgclf.data import pipeline  # noqa: E402
+
+PHOTO_TRAIN, PHOTO_TEST = 500, 100  # per class: 1,200 JPEGs
+PHOTO_SIZE = (150, 150)
+PHOTO_BATCH = 32
+MNIST_BATCH = 64  # baseline.batch_size
+MNIST_TRAIN = 100  # per class: 1,000 digits an epoch (images/s does not depend on the count)
+# horizontal_flip: auto = on for photos (params.py refuses a literal true: see benchmarks/README.md).
+AUGMENT = {"augmentation.horizontal_flip": "auto", "augmentation.zoom": 0.3, "augmentation.shear": 0.3,
+           "augmentation.rotation": 0.0, "augmentation.translation": 0.0}
+TARGETS = {  # (feed a / feed c, feed a / feed b) at least
+    "off": (0.95, 2.0),
+    "on": (0.8, 2.5),
+}
+
+
+class EpochTimer(keras.callbacks.Callback):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None) -> None:
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None) -> None:
+        self.seconds.append(time.perf_counter() - self.started)
+
+
+def blog_convnet(input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
+    """The Keras blog's small cats-vs-dogs convnet, with a 2-way softmax."""
+    from keras import layers
+
+    model = keras.Sequential([keras.Input(shape=input_shape)])
+    for filters in (32, 32, 64):
+        model.add(layers.Conv2D(filters, 3, activation="relu"))
+        model.add(layers.MaxPooling2D(2))
+    model.add(layers.Flatten())
+    model.add(layers.Dense(64, activation="relu"))
+    model.add(layers.Dropout(0.5))
+    model.add(layers.Dense(num_classes, activation="softmax"))
+    return model
+
+
+def images_per_s(build, feed, images_per_epoch: int, epochs: int, steps_per_epoch: int | None, seed: int) -> dict:
+    """Fit a fresh model for 1 warm-up + `epochs` epochs; images/s over the measured epochs."""
+    keras.backend.clear_session()
+    gc.collect()
+    determinism.seed_everything(seed)
+    model = build()
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy", metrics=["accuracy"])
+    timer = EpochTimer()
+    model.fit(feed(), epochs=1 + epochs, steps_per_epoch=steps_per_epoch, callbacks=[timer], verbose=0)
+    measured = timer.seconds[1:]
+    return {
+        "images_per_s": images_per_epoch * len(measured) / sum(measured),
+        "epoch_seconds": [round(value, 3) for value in timer.seconds],
+        "warmup_epoch_s": round(timer.seconds[0], 3),
+    }
+
+
+def in_memory(dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Every (image, label) of a batched dataset as two arrays."""
+    images, labels = zip(*[(x.numpy(), y.numpy()) for x, y in dataset])
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def memory_feed(images: np.ndarray, labels: np.ndarray, batch_size: int):
+    return lambda: tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def idg_feed(folder: Path, batch_size: int, size: tuple[int, int], color_mode: str, seed: int, augment: bool):
+    from tensorflow.keras.preprocessing.image import ImageDataGenerator
+
+    options = dict(rescale=1.0 / 255)
+    if augment:
+        options |= dict(horizontal_flip=True, zoom_range=0.3, shear_range=math.degrees(math.atan(0.3)))
+
+    def feed():
+        generator = ImageDataGenerator(**options)
+        return generator.flow_from_directory(
+            str(folder), target_size=size, color_mode=color_mode, batch_size=batch_size,
+            class_mode="categorical", shuffle=True, seed=seed,
+        )
+
+    return feed
+
+
+def photo_rows(epochs: int) -> dict:
+    split_root = common.photo_split("photos", PHOTO_TRAIN, PHOTO_TEST)
+    workspace = common.WORK / "input_ws"
+    params = common.write_params(workspace, {
+        "data.source": "dogs-vs-cats", "image.size": list(PHOTO_SIZE), "data.validation_fraction": 0.0,
+        **AUGMENT,
+    })
+    count = 2 * PHOTO_TRAIN
+    steps = math.ceil(count / PHOTO_BATCH)
+    input_shape = (*PHOTO_SIZE, 3)
+    build = lambda: blog_convnet(input_shape, 2)  # noqa: E731
+    # The decoded training images, read once through the project's pipeline, for feed (c).
+    determinism.seed_everything(params.seed)
+    images, labels = in_memory(pipeline.load_split(params, PHOTO_BATCH, root=split_root).train)
+
+    def project_feed(augmented: bool):
+        def feed():
+            data = pipeline.load_split(params, PHOTO_BATCH, root=split_root)
+            if not augmented:
+                return data.train
+            return augmentation.augment_dataset(data.train, params.augmentation, params.seed)
+        return feed
+
+    rows = {}
+    for mode in ("off", "on"):
+        augmented = mode == "on"
+        print(f"photos 150x150, augmentation {mode}:", flush=True)
+        row = {}
+        for feed_name, feed, feed_steps in (
+            ("a_pipeline", project_feed(augmented), steps if augmented else None),
+            ("b_idg", idg_feed(split_root / "train", PHOTO_BATCH, PHOTO_SIZE, "rgb", params.seed, augmented), None),
+            ("c_memory", memory_feed(images, labels, PHOTO_BATCH), None),
+        ):
+            row[feed_name] = images_per_s(build, feed, count, epochs, feed_steps, params.seed)
+            print(f"  {feed_name:11} {row[feed_name]['images_per_s']:7.1f} images/s "
+                  f"(epochs {row[feed_name]['epoch_seconds']})", flush=True)
+        a, b, c = (row[key]["images_per_s"] for key in ("a_pipeline", "b_idg", "c_memory"))
+        want_c, want_b = TARGETS[mode]
+        row["a_over_c"] = common.ratio(a, c)
+        row["a_over_b"] = common.ratio(a, b)
+        row["targets"] = {"a_over_c_min": want_c, "a_over_b_min": want_b}
+        row["pass"] = bool(row["a_over_c"] >= want_c and row["a_over_b"] >= want_b)
+        rows[mode] = row
+    return {"images": count, "batch_size": PHOTO_BATCH, "image_size": list(PHOTO_SIZE), "rows": rows}
+
+
+def mnist_split(train_per_class: int = 400, test_per_class: int = 100) -> tuple[Path, object]:
+    """A split of the offline default's digits (mnist-sample; default 400 + 100 per class, as
+    params.yaml), made once by the project's own download and split functions."""
+    from imgclf.data import sources, split
+
+    workspace = common.WORK / f"mnist_{train_per_class}_{test_per_class}_ws"
+    params = common.write_params(workspace, {
+        "data.validation_fraction": 0.0, "data.train_per_class": train_per_class,
+        "data.test_per_class": test_per_class,
+    })
+    root = workspace / "data" / "split"
+    if not (root / "manifest.csv").is_file():
+        with common.inside(workspace):
+            sources.download(params)
+            split.split(params)
+    return root, params
+
+
+def mnist_row(epochs: int) -> dict:
+    from imgclf.models import cnn
+
+    root, params = mnist_split(MNIST_TRAIN, 10)
+    count = sum(1 for _ in (root / "train").rglob("*.png"))
+    size = tuple(params.image.size)
+    input_shape = (*size, 1)
+    build = lambda: cnn.build_simple_cnn(input_shape, 10, params.cnn)  # noqa: E731
+    determinism.seed_everything(params.seed)
+    images, labels = in_memory(pipeline.load_split(params, MNIST_BATCH, root=root).train)
+    print(f"mnist-sample 28x28, chapter CNN ({count} images):", flush=True)
+    row = {}
+    for feed_name, feed in (
+        ("a_pipeline", lambda: pipeline.load_split(params, MNIST_BATCH, root=root).train),
+        ("b_idg", idg_feed(root / "train", MNIST_BATCH, size, "grayscale", params.seed, False)),
+        ("c_memory", memory_feed(images, labels, MNIST_BATCH)),
+    ):
+        row[feed_name] = images_per_s(build, feed, count, epochs, None, params.seed)
+        print(f"  {feed_name:11} {row[feed_name]['images_per_s']:7.1f} images/s "
+              f"(epochs {row[feed_name]['epoch_seconds']})", flush=True)
+    rates = [row[key]["images_per_s"] for key in ("a_pipeline", "b_idg", "c_memory")]
+    row["spread"] = max(rates) / min(rates) - 1
+    row["a_over_c"] = common.ratio(rates[0], rates[2])
+    row["pass"] = bool(row["spread"] <= 0.10)
+    return {"images": count, "batch_size": MNIST_BATCH, "row": row}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--epochs", type=int, default=2, help="measured epochs after the warm-up one")
+    parser.add_argument("--skip-mnist", action="store_true")
+    args = parser.parse_args()
+    load = common.load_now()
+    started = time.perf_counter()
+    figures = {"measured_epochs": args.epochs, "photos": photo_rows(args.epochs)}
+    if not args.skip_mnist:
+        figures["mnist"] = mnist_row(args.epochs)
+    figures["wall_s"] = time.perf_counter() - started
+    path = common.write_result("input_pipeline", figures, load)
+    print(f"written to {path.relative_to(common.ROOT)} (load before {load})")
+
+
+if __name__ == "__main__":
+    main()

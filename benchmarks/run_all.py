@@ -1,0 +1,230 @@
+"""Run every benchmark (each in its own process), then write benchmarks/results/summary.md.
+
+    python benchmarks/run_all.py                       # all of them (`make bench`)
+    python benchmarks/run_all.py --only input_pipeline,backbone
+    python benchmarks/run_all.py --summary-only        # rebuild the table from results/*.json
+    python benchmarks/run_all.py --wait-quiet 600      # before each one, wait (up to 600 s) for a
+                                                       # 1-minute load average below 0.7
+
+Each benchmark writes benchmarks/results/<name>.json with the machine (CPU, cores, versions) and
+the load average before and after it ran: figures taken under load are not comparable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+sys.path.insert(0, str(HERE))
+from machine import machine_info  # noqa: E402
+
+# name -> command line (relative to benchmarks/); run in this order (cheapest TF work first).
+BENCHMARKS: dict[str, list[str]] = {
+    "input_pipeline": ["input_pipeline.py"],
+    "backbone": ["backbone.py"],
+    "scale": ["scale.py"],
+    "dvc_status": ["dvc_status.py", "--repeats", "2"],  # benchmarks/dvc_status.py, another owner's
+    "dvc_overhead": ["dvc_overhead.py", "--repeats", "3"],
+    "end_to_end": ["end_to_end.py"],
+}
+QUIET_LOAD = 0.7
+
+
+def wait_quiet(limit_s: float) -> float:
+    """Wait until the 1-minute load average is below QUIET_LOAD, at most limit_s; return it."""
+    deadline = time.monotonic() + limit_s
+    while os.getloadavg()[0] >= QUIET_LOAD and time.monotonic() < deadline:
+        time.sleep(10)
+    return os.getloadavg()[0]
+
+
+def run(name: str, quiet_s: float) -> dict:
+    if quiet_s > 0:
+        load = wait_quiet(quiet_s)
+        print(f"[{name}] load average {load:.2f}", flush=True)
+    command = [sys.executable, str(HERE / BENCHMARKS[name][0]), *BENCHMARKS[name][1:]]
+    print(f"[{name}] {' '.join(command[1:])}", flush=True)
+    started = time.perf_counter()
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run(command, env=env)
+    seconds = time.perf_counter() - started
+    print(f"[{name}] exit {result.returncode} after {seconds:.0f} s", flush=True)
+    return {"exit": result.returncode, "seconds": round(seconds, 1)}
+
+
+# --- the summary table ----------------------------------------------------------------------
+
+
+def _load(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _mark(ok: bool | None) -> str:
+    return "" if ok is None else ("pass" if ok else "MISS")
+
+
+def _loads(data: dict) -> str:
+    machine = data.get("machine", {})
+    before = machine.get("load_average_1_5_15", ["?"])[0]
+    after = machine.get("load_average_after", ["?"])[0]
+    return f"{before} / {after}"
+
+
+def summary_rows() -> list[tuple[str, str, str, str, str]]:
+    """(benchmark, figure, value, target, status) rows from the results on disk."""
+    rows: list[tuple[str, str, str, str, str]] = []
+    data = _load("input_pipeline")
+    if data:
+        rows.append(("input_pipeline", "load average (1 min) before / after", _loads(data), "< 0.7", ""))
+        for mode, row in data["photos"]["rows"].items():
+            label = f"photos 150px, aug {mode}"
+            a, b, c = (row[key]["images_per_s"] for key in ("a_pipeline", "b_idg", "c_memory"))
+            rows.append(("input_pipeline", f"{label}: (a) pipeline / (b) IDG / (c) memory",
+                         f"{a:.0f} / {b:.0f} / {c:.0f} img/s", "", ""))
+            targets = row["targets"]
+            rows.append(("input_pipeline", f"{label}: a/c", f"{row['a_over_c']:.2f}",
+                         f">= {targets['a_over_c_min']}", _mark(row["a_over_c"] >= targets["a_over_c_min"])))
+            rows.append(("input_pipeline", f"{label}: a/b", f"{row['a_over_b']:.2f}",
+                         f">= {targets['a_over_b_min']}", _mark(row["a_over_b"] >= targets["a_over_b_min"])))
+        if "mnist" in data:
+            row = data["mnist"]["row"]
+            a, b, c = (row[key]["images_per_s"] for key in ("a_pipeline", "b_idg", "c_memory"))
+            rows.append(("input_pipeline", "mnist 28px chapter CNN: (a) / (b) / (c)",
+                         f"{a:.0f} / {b:.0f} / {c:.0f} img/s", "", ""))
+            rows.append(("input_pipeline", "mnist: spread max/min - 1", f"{row['spread'] * 100:.1f} %",
+                         "<= ~10 %", _mark(row["spread"] <= 0.10)))
+    data = _load("backbone")
+    if data:
+        rows.append(("backbone", "load average (1 min) before / after", _loads(data), "< 0.7", ""))
+        matmul = data["matmul_gflops_per_s"]
+        rows.append(("backbone", "matmul 4096^2 float32 / bfloat16",
+                     f"{matmul['float32']:.0f} / {matmul['bfloat16']:.0f} GFLOP/s", "", ""))
+        for row in data["speed"]:
+            label = f"vgg16 {row['side']}px {row['precision']}"
+            bare, project = row["bare_forward"], row["extraction"]
+            rows.append(("backbone", f"{label}: bare forward", f"{bare['images_per_s']:.0f} img/s, "
+                         f"{bare['gflops_per_s']:.0f} GFLOP/s", "", ""))
+            rows.append(("backbone", f"{label}: extraction (steady)",
+                         f"{project['steady_images_per_s']:.0f} img/s, {project['steady_gflops_per_s']:.0f} GFLOP/s "
+                         f"= {row['extraction_over_bare']:.2f} x bare", ">= 0.90 x bare",
+                         _mark(row["pass_within_10pct"])))
+            if "pass_bf16_1500_gflops" in row:
+                rows.append(("backbone", f"{label}: extraction GFLOP/s",
+                             f"{project['steady_gflops_per_s']:.0f}", ">= 1500", _mark(row["pass_bf16_1500_gflops"])))
+        top = data["top_on_features"]
+        rows.append(("backbone", "top accuracy on float32 / bf16 features (mnist-sample 32px)",
+                     f"{top['float32']['accuracy']:.4f} / {top['mixed_bfloat16']['accuracy']:.4f} "
+                     f"({top['accuracy_difference_points']:.2f} pts)", "<= 0.5 pts",
+                     _mark(top["pass_within_half_point"])))
+        for side, step in data["finetune_step"].items():
+            rows.append(("backbone", f"finetune step {side}px: float32 / bf16",
+                         f"{step['float32']['images_per_s']:.1f} / {step['mixed_bfloat16']['images_per_s']:.1f} img/s "
+                         f"= {step['bf16_speedup']:.2f}x", "reported", ""))
+    data = _load("dvc_status")
+    if data:
+        rows.append(("dvc_status", "load average (1 min) before / after", _loads(data), "< 0.7", ""))
+        for layout, figures in data["layouts"].items():
+            rows.append(("dvc_status", f"{data['images']} images ({layout}): status cold / warm",
+                         f"{figures['status_cold_median_s']:.1f} / {figures['status_warm_median_s']:.1f} s",
+                         "", ""))
+            rows.append(("dvc_status", f"{data['images']} images ({layout}): no-op repro",
+                         f"{figures['repro_noop_median_s']:.1f} s", "<= 3 s",
+                         _mark(figures["repro_noop_median_s"] <= 3.0)))
+    data = _load("dvc_overhead")
+    if data:
+        rows.append(("dvc_overhead", "load average (1 min) before / after", _loads(data), "< 0.7", ""))
+        rows.append(("dvc_overhead", "pipeline (tiny): no-op repro", f"{data['noop_repro_median_s']:.1f} s",
+                     "<= 3 s", _mark(data["pass_noop"])))
+        rows.append(("dvc_overhead", "pipeline (tiny): dvc status", f"{data['status_median_s']:.1f} s", "", ""))
+        rows.append(("dvc_overhead", f"after {data['top_change']['change']}: ran",
+                     ", ".join(data["top_change"]["ran"]), "top, finetune, report", _mark(data["pass_top_change"])))
+    data = _load("scale")
+    if data:
+        rows.append(("scale", "load average (1 min) before / after", _loads(data), "< 0.7", ""))
+        for images, run in data["download_split"].items():
+            for stage in ("download", "split"):
+                rows.append(("scale", f"{stage} {images} JPEGs", f"{run[stage]['seconds']:.1f} s, "
+                             f"{run[stage]['peak_rss_mib']:.0f} MiB", "<= 500 MB",
+                             _mark(run[stage]["peak_rss_mib"] * 2**20 / 1e6 <= 500)))
+        for stage in ("download", "split"):
+            check = data["checks"][stage]
+            rows.append(("scale", f"{stage} peak RSS 25k -> 50k", f"{check['growth'] * 100:+.1f} %", "flat",
+                         _mark(check["pass_flat"])))
+        check = data["checks"]["bottleneck"]
+        small, large = data["bottleneck"]["1000"], data["bottleneck"]["10000"]
+        rows.append(("scale", "bottleneck 1k / 10k images", f"{small['seconds']:.0f} / {large['seconds']:.0f} s, "
+                     f"{small['peak_rss_mib']:.0f} / {large['peak_rss_mib']:.0f} MiB ({check['growth'] * 100:+.1f} %)",
+                     "flat", _mark(check["pass_flat"])))
+    data = _load("end_to_end")
+    if data:
+        rows.append(("end_to_end", "load average (1 min) before / after", _loads(data), "< 0.7", ""))
+        repro = data["repro"]
+        per_stage = ", ".join(f"{name} {seconds:.0f}" for name, seconds in repro["stage_seconds"].items())
+        rows.append(("end_to_end", "offline default dvc repro", f"{repro['seconds']:.0f} s", "<= 360 s",
+                     _mark(data["pass"])))
+        rows.append(("end_to_end", "per stage (s)", per_stage, "", ""))
+    return rows
+
+
+def write_summary(total_s: float | None, runs: dict) -> str:
+    machine = machine_info()
+    lines = [
+        "# Benchmark summary",
+        "",
+        f"Machine: {machine['cpu_model']}, {machine['cpu_usable_cores']} cores, {machine['memory_gib']} GiB; "
+        f"TensorFlow {machine['versions']['tensorflow']}, Keras {machine['versions']['keras']}, "
+        f"DVC {machine['versions']['dvc']}, MLflow {machine['versions']['mlflow']}.",
+        "Load is the 1-minute load average before / after each benchmark (other work on the machine "
+        "pollutes figures taken above ~0.7). Each results/<name>.json holds the full figures.",
+        "",
+        "| benchmark | figure | value | target | status |",
+        "|---|---|---|---|---|",
+    ]
+    for row in summary_rows():
+        lines.append("| " + " | ".join(cell.replace("|", "/") for cell in row) + " |")
+    if runs:
+        lines += ["", "Run times: " + ", ".join(f"{name} {info['seconds']:.0f} s (exit {info['exit']})"
+                                                for name, info in runs.items())]
+    if total_s is not None:
+        lines.append(f"Total `python benchmarks/run_all.py` wall time: {total_s / 60:.1f} min.")
+    text = "\n".join(lines) + "\n"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "summary.md").write_text(text)
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", default="", help="comma-separated: " + ", ".join(BENCHMARKS))
+    parser.add_argument("--summary-only", action="store_true")
+    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS")
+    args = parser.parse_args()
+    names = [name for name in args.only.split(",") if name] or list(BENCHMARKS)
+    unknown = sorted(set(names) - set(BENCHMARKS))
+    if unknown:
+        raise SystemExit(f"run_all.py: unknown benchmark(s) {unknown}: choose from {list(BENCHMARKS)}")
+    runs: dict = {}
+    started = time.perf_counter()
+    if not args.summary_only:
+        for name in names:
+            runs[name] = run(name, args.wait_quiet)
+    total = None if args.summary_only else time.perf_counter() - started
+    if runs:
+        (RESULTS / "run_all.json").write_text(json.dumps(
+            {"runs": runs, "total_s": total, "machine": machine_info()}, indent=2) + "\n")
+    print()
+    print(write_summary(total, runs))
+    if any(info["exit"] != 0 for info in runs.values()):
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
