@@ -144,15 +144,17 @@ def write_plots(
     predicted: np.ndarray,
     class_names: Sequence[str],
 ) -> None:
-    """history.csv, confusion.csv (DVC plots) and their PNGs, swapped in together."""
-    with atomic.directory(folder) as temp:
-        (temp / "history.csv").write_text(history_csv(history), encoding="utf-8")
-        rows = [("actual", "predicted")] + [
-            (class_names[actual], class_names[guess]) for actual, guess in zip(labels, predicted)
-        ]
-        (temp / "confusion.csv").write_text(_csv(rows), encoding="utf-8")
-        plot_confusion(labels, predicted, class_names, temp / "confusion.png")
-        plot_learning_curves(history, temp / "learning_curves.png")
+    """history.csv, confusion.csv (DVC plots) and their PNGs, each written atomically.
+
+    File by file, not by swapping the folder: DVC keeps its .gitignore in there.
+    """
+    atomic.write_text(folder / "history.csv", history_csv(history))
+    rows = [("actual", "predicted")] + [
+        (class_names[actual], class_names[guess]) for actual, guess in zip(labels, predicted)
+    ]
+    atomic.write_text(folder / "confusion.csv", _csv(rows))
+    plot_confusion(labels, predicted, class_names, folder / "confusion.png")
+    plot_learning_curves(history, folder / "learning_curves.png")
 
 
 def history_csv(history: Mapping[str, Sequence[float]]) -> str:
@@ -181,9 +183,7 @@ def plot_confusion(
         include_values=len(class_names) <= 20, colorbar=False, ax=axes, xticks_rotation="vertical",
     )
     axes.set_title("Test confusion matrix")
-    figure.tight_layout()
-    figure.savefig(target, dpi=100)
-    plt.close(figure)
+    _save(figure, target)
 
 
 def plot_learning_curves(history: Mapping[str, Sequence[float]], target: Path) -> None:
@@ -197,6 +197,11 @@ def plot_learning_curves(history: Mapping[str, Sequence[float]], target: Path) -
         axes.set_xlabel("epoch")
         axes.set_ylabel(metric)
         axes.legend()
+    _save(figure, target)
+
+
+def _save(figure: plt.Figure, target: Path) -> None:
     figure.tight_layout()
-    figure.savefig(target, dpi=100)
+    with atomic.file(target, "wb") as stream:
+        figure.savefig(stream, format="png", dpi=100)
     plt.close(figure)
