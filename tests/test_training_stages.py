@@ -43,6 +43,22 @@ def test_stage_writes_model_metrics_and_plots(stage, tiny_training, run_stage_sc
     assert list(((workspace / "logs" / stage)).rglob("events.out.tfevents*")), "no TensorBoard events"
 
 
+def test_photo_layout_rgb_balanced_without_validation(make_split, write_params, run_stage_script, workspace):
+    from conftest import TINY_TRAINING
+
+    make_split(rgb=True)
+    write_params(TINY_TRAINING | {
+        "image.color_mode": "rgb", "cnn.layout": "photo", "cnn.precision": "float32",
+        "augmented.class_weight": "balanced", "data.validation_fraction": 0.0,
+    })
+    run_stage_script("augmented")
+
+    history = read_csv(workspace / "plots" / "augmented" / "history.csv")
+    assert list(history[0]) == ["epoch", "loss", "accuracy"]
+    metrics = json.loads((workspace / "metrics" / "augmented.json").read_text())
+    assert metrics["train_images"] == 36
+
+
 def test_perceptron_learns_and_summarises_weights(tiny_training, run_stage_script, workspace):
     tiny_training({"perceptron.steps": 40})
     run_stage_script("perceptron")
