@@ -19,6 +19,7 @@ def directory(target: Path) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(target)
     temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
+    temp.chmod(0o777 & ~_umask())  # mkdtemp makes it private (0700); outputs get the usual mode
     try:
         yield temp
         if target.exists():
@@ -68,6 +69,7 @@ def file(target: Path, mode: str = "w") -> Iterator[Any]:
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(target)
     handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent)
+    os.chmod(temp_name, 0o666 & ~_umask())  # mkstemp makes it private (0600)
     temp = Path(temp_name)
     try:
         with os.fdopen(handle, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as stream:
@@ -101,3 +103,9 @@ def _rounded(value: Any) -> Any:
     if hasattr(value, "item"):  # numpy scalars
         return _rounded(value.item())
     return value
+
+
+def _umask() -> int:
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
