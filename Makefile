@@ -7,7 +7,7 @@ RUN    := PATH="$(BIN):$$PATH"
 UI_PORT ?= 5000
 
 .DEFAULT_GOAL := help
-.PHONY: help install repro test test-all ui compare bench lint clean
+.PHONY: help install repro test test-slow test-all ui compare bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -26,10 +26,13 @@ repro: $(STAMP) ## run the pipeline (dvc repro) on params.yaml — offline defau
 test: $(STAMP) ## run the test suite (slow tests excluded)
 	$(RUN) python -m pytest -m "not slow" -q
 
+test-slow: $(STAMP) ## run only the slow tests (whole pipelines in temp DVC projects, queued experiments)
+	$(RUN) python -m pytest -m slow -q
+
 test-all: $(STAMP) ## run every test, slow ones included
 	$(RUN) python -m pytest -q
 
-ui: $(STAMP) ## MLflow UI on http://127.0.0.1:$(UI_PORT) against the project's store
+ui: $(STAMP) ## MLflow UI on http://127.0.0.1:5000 (UI_PORT=...) against the project's store
 	$(RUN) mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db \
 		--default-artifact-root $(CURDIR)/mlartifacts --host 127.0.0.1 --port $(UI_PORT)
 
