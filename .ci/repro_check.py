@@ -50,6 +50,7 @@ def run_pipeline(workdir: Path, env: dict[str, str], label: str) -> dict[str, by
     """Clone, apply the tiny profile, dvc repro, check dvc status; return metrics files' bytes."""
     sh(["git", "clone", "--quiet", str(ROOT), str(workdir)], ROOT, env)
     apply_profile(workdir / "params.yaml", workdir / "profiles" / "tiny.yaml")
+    env = {**env, "PYTHONPATH": str(workdir / "src")}  # the clone's code, not the venv's editable install
     start = time.monotonic()
     sh(["dvc", "repro"], workdir, env)
     print(f"{label}: dvc repro in {time.monotonic() - start:.0f} s")
