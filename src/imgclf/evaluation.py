@@ -132,7 +132,8 @@ def without_optimizer(model: keras.Model) -> keras.Model:
     """A copy without optimizer state for saving: a third of the file with Adam, same predictions."""
     if getattr(model, "optimizer", None) is None:
         return model
-    copy = keras.models.clone_model(model)
+    # Not keras.models.clone_model: since Keras 3.x it compiles the clone, optimizer included.
+    copy = type(model).from_config(model.get_config())
     copy.set_weights(model.get_weights())
     return copy
 
