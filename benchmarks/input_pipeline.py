@@ -18,7 +18,7 @@ the measured epochs, after one warm-up epoch (tracing, and for (a) the decode + 
 MNIST workload: the offline default's data (mnist-sample digits, 28x28 grayscale; 1,000 of them
 an epoch, split by the project's own download + split functions), the chapter's CNN (imgclf.models.cnn, layout chapter), batch 64, the same three feeds, no augmentation.
 
-    python benchmarks/input_pipeline.py [--epochs 2] [--skip-mnist]
+    python benchmarks/input_pipeline.py [--epochs 1] [--skip-mnist]
 """
 
 from __future__ import annotations
@@ -55,12 +55,21 @@ TARGETS = {  # (feed a / feed c, feed a / feed b) at least
 
 
 class EpochTimer(keras.callbacks.Callback):
+    """Seconds per epoch, and every batch's interval (from the previous batch's end) per epoch."""
+
     def __init__(self) -> None:
         super().__init__()
         self.seconds: list[float] = []
+        self.batches: list[list[float]] = []
 
     def on_epoch_begin(self, epoch, logs=None) -> None:
-        self.started = time.perf_counter()
+        self.started = self.last = time.perf_counter()
+        self.batches.append([])
+
+    def on_train_batch_end(self, batch, logs=None) -> None:
+        now = time.perf_counter()
+        self.batches[-1].append(now - self.last)
+        self.last = now
 
     def on_epoch_end(self, epoch, logs=None) -> None:
         self.seconds.append(time.perf_counter() - self.started)
@@ -91,8 +100,12 @@ def images_per_s(build, feed, images_per_epoch: int, epochs: int, steps_per_epoc
     timer = EpochTimer()
     model.fit(feed(), epochs=1 + epochs, steps_per_epoch=steps_per_epoch, callbacks=[timer], verbose=0)
     measured = timer.seconds[1:]
+    batch_size = math.ceil(images_per_epoch / len(timer.batches[0]))
+    # Full batches of the measured epochs (the last, partial one left out).
+    intervals = [interval for epoch in timer.batches[1:] for interval in epoch[:-1]]
     return {
         "images_per_s": images_per_epoch * len(measured) / sum(measured),
+        "median_batch_images_per_s": batch_size / float(np.median(intervals)),
         "epoch_seconds": [round(value, 3) for value in timer.seconds],
         "warmup_epoch_s": round(timer.seconds[0], 3),
     }
@@ -159,8 +172,9 @@ def photo_rows(epochs: int) -> dict:
             ("c_memory", memory_feed(images, labels, PHOTO_BATCH), None),
         ):
             row[feed_name] = images_per_s(build, feed, count, epochs, feed_steps, params.seed)
-            print(f"  {feed_name:11} {row[feed_name]['images_per_s']:7.1f} images/s "
-                  f"(epochs {row[feed_name]['epoch_seconds']})", flush=True)
+            print(f"  {feed_name:11} {row[feed_name]['images_per_s']:7.1f} images/s (median batch "
+                  f"{row[feed_name]['median_batch_images_per_s']:.1f}; epochs {row[feed_name]['epoch_seconds']}; "
+                  f"load {common.load_now()[0]})", flush=True)
         a, b, c = (row[key]["images_per_s"] for key in ("a_pipeline", "b_idg", "c_memory"))
         want_c, want_b = TARGETS[mode]
         row["a_over_c"] = common.ratio(a, c)
@@ -207,8 +221,9 @@ def mnist_row(epochs: int) -> dict:
         ("c_memory", memory_feed(images, labels, MNIST_BATCH)),
     ):
         row[feed_name] = images_per_s(build, feed, count, epochs, None, params.seed)
-        print(f"  {feed_name:11} {row[feed_name]['images_per_s']:7.1f} images/s "
-              f"(epochs {row[feed_name]['epoch_seconds']})", flush=True)
+        print(f"  {feed_name:11} {row[feed_name]['images_per_s']:7.1f} images/s (median batch "
+              f"{row[feed_name]['median_batch_images_per_s']:.1f}; epochs {row[feed_name]['epoch_seconds']}; "
+              f"load {common.load_now()[0]})", flush=True)
     rates = [row[key]["images_per_s"] for key in ("a_pipeline", "b_idg", "c_memory")]
     row["spread"] = max(rates) / min(rates) - 1
     row["a_over_c"] = common.ratio(rates[0], rates[2])
@@ -218,7 +233,7 @@ def mnist_row(epochs: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=2, help="measured epochs after the warm-up one")
+    parser.add_argument("--epochs", type=int, default=1, help="measured epochs after the warm-up one")
     parser.add_argument("--skip-mnist", action="store_true")
     args = parser.parse_args()
     load = common.load_now()

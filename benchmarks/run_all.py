@@ -30,7 +30,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "input_pipeline": ["input_pipeline.py"],
     "backbone": ["backbone.py"],
     "scale": ["scale.py"],
-    "dvc_status": ["dvc_status.py", "--repeats", "2"],  # benchmarks/dvc_status.py, another owner's
+    "dvc_status": ["dvc_status.py", "--repeats", "1"],  # benchmarks/dvc_status.py, another owner's
     "dvc_overhead": ["dvc_overhead.py", "--repeats", "3"],
     "end_to_end": ["end_to_end.py"],
 }
@@ -112,13 +112,14 @@ def summary_rows() -> list[tuple[str, str, str, str, str]]:
             bare, project = row["bare_forward"], row["extraction"]
             rows.append(("backbone", f"{label}: bare forward", f"{bare['images_per_s']:.0f} img/s, "
                          f"{bare['gflops_per_s']:.0f} GFLOP/s", "", ""))
-            rows.append(("backbone", f"{label}: extraction (steady)",
-                         f"{project['steady_images_per_s']:.0f} img/s, {project['steady_gflops_per_s']:.0f} GFLOP/s "
-                         f"= {row['extraction_over_bare']:.2f} x bare", ">= 0.90 x bare",
+            rows.append(("backbone", f"{label}: bottleneck extraction (median batch)",
+                         f"{project['median_batch_images_per_s']:.0f} img/s, "
+                         f"{project['median_batch_gflops_per_s']:.0f} GFLOP/s = {row['extraction_over_bare']:.2f} x bare "
+                         f"(whole pass {project['images_per_s']:.0f} img/s)", ">= 0.90 x bare",
                          _mark(row["pass_within_10pct"])))
             if "pass_bf16_1500_gflops" in row:
                 rows.append(("backbone", f"{label}: extraction GFLOP/s",
-                             f"{project['steady_gflops_per_s']:.0f}", ">= 1500", _mark(row["pass_bf16_1500_gflops"])))
+                             f"{project['median_batch_gflops_per_s']:.0f}", ">= 1500", _mark(row["pass_bf16_1500_gflops"])))
         top = data["top_on_features"]
         rows.append(("backbone", "top accuracy on float32 / bf16 features (mnist-sample 32px)",
                      f"{top['float32']['accuracy']:.4f} / {top['mixed_bfloat16']['accuracy']:.4f} "
