@@ -16,7 +16,9 @@ in degrees, so it gets atan(0.3) = 16.7 degrees, the same shear). Throughput = i
 the measured epochs, after one warm-up epoch (tracing, and for (a) the decode + cache fill).
 
 MNIST workload: the offline default's data (mnist-sample digits, 28x28 grayscale; 1,000 of them
-an epoch, split by the project's own download + split functions), the chapter's CNN (imgclf.models.cnn, layout chapter), batch 64, the same three feeds, no augmentation.
+an epoch, split by the project's own download + split functions), the chapter's CNN
+(imgclf.models.cnn, layout chapter) with the baseline stage's batch size and cnn.precision from
+params.yaml, the same three feeds, no augmentation.
 
     python benchmarks/input_pipeline.py [--epochs 1] [--skip-mnist]
 """
@@ -43,7 +45,6 @@ from imgclf.data import pipeline  # noqa: E402
 PHOTO_TRAIN, PHOTO_TEST = 500, 100  # per class: 1,200 JPEGs
 PHOTO_SIZE = (150, 150)
 PHOTO_BATCH = 32
-MNIST_BATCH = 64  # baseline.batch_size
 MNIST_TRAIN = 100  # per class: 1,000 digits an epoch (images/s does not depend on the count)
 # horizontal_flip: auto = on for photos (params.py refuses a literal true: see benchmarks/README.md).
 AUGMENT = {"augmentation.horizontal_flip": "auto", "augmentation.zoom": 0.3, "augmentation.shear": 0.3,
@@ -90,15 +91,18 @@ def blog_convnet(input_shape: tuple[int, int, int], num_classes: int) -> keras.M
     return model
 
 
-def images_per_s(build, feed, images_per_epoch: int, epochs: int, steps_per_epoch: int | None, seed: int) -> dict:
+def images_per_s(build, feed, images_per_epoch: int, epochs: int, steps_per_epoch: int | None, seed: int,
+                 precision: str = "float32") -> dict:
     """Fit a fresh model for 1 warm-up + `epochs` epochs; images/s over the measured epochs."""
     keras.backend.clear_session()
     gc.collect()
     determinism.seed_everything(seed)
+    determinism.set_precision(precision)
     model = build()
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy", metrics=["accuracy"])
     timer = EpochTimer()
     model.fit(feed(), epochs=1 + epochs, steps_per_epoch=steps_per_epoch, callbacks=[timer], verbose=0)
+    determinism.set_precision("float32")
     measured = timer.seconds[1:]
     batch_size = math.ceil(images_per_epoch / len(timer.batches[0]))
     # Full batches of the measured epochs (the last, partial one left out).
@@ -207,20 +211,21 @@ def mnist_row(epochs: int) -> dict:
     from imgclf.models import cnn
 
     root, params = mnist_split(MNIST_TRAIN, 10)
+    batch_size, precision = params.baseline.batch_size, params.cnn.precision  # as the baseline stage
     count = sum(1 for _ in (root / "train").rglob("*.png"))
     size = tuple(params.image.size)
     input_shape = (*size, 1)
     build = lambda: cnn.build_simple_cnn(input_shape, 10, params.cnn)  # noqa: E731
     determinism.seed_everything(params.seed)
-    images, labels = in_memory(pipeline.load_split(params, MNIST_BATCH, root=root).train)
-    print(f"mnist-sample 28x28, chapter CNN ({count} images):", flush=True)
+    images, labels = in_memory(pipeline.load_split(params, batch_size, root=root).train)
+    print(f"mnist-sample 28x28, chapter CNN ({count} images, batch {batch_size}, {precision}):", flush=True)
     row = {}
     for feed_name, feed in (
-        ("a_pipeline", lambda: pipeline.load_split(params, MNIST_BATCH, root=root).train),
-        ("b_idg", idg_feed(root / "train", MNIST_BATCH, size, "grayscale", params.seed, False)),
-        ("c_memory", memory_feed(images, labels, MNIST_BATCH)),
+        ("a_pipeline", lambda: pipeline.load_split(params, batch_size, root=root).train),
+        ("b_idg", idg_feed(root / "train", batch_size, size, "grayscale", params.seed, False)),
+        ("c_memory", memory_feed(images, labels, batch_size)),
     ):
-        row[feed_name] = images_per_s(build, feed, count, epochs, None, params.seed)
+        row[feed_name] = images_per_s(build, feed, count, epochs, None, params.seed, precision)
         print(f"  {feed_name:11} {row[feed_name]['images_per_s']:7.1f} images/s (median batch "
               f"{row[feed_name]['median_batch_images_per_s']:.1f}; epochs {row[feed_name]['epoch_seconds']}; "
               f"load {common.load_now()[0]})", flush=True)
@@ -228,7 +233,7 @@ def mnist_row(epochs: int) -> dict:
     row["spread"] = max(rates) / min(rates) - 1
     row["a_over_c"] = common.ratio(rates[0], rates[2])
     row["pass"] = bool(row["spread"] <= 0.10)
-    return {"images": count, "batch_size": MNIST_BATCH, "row": row}
+    return {"images": count, "batch_size": batch_size, "precision": precision, "row": row}
 
 
 def main() -> None:
