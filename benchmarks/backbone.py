@@ -13,15 +13,16 @@ In one process, one run:
               pipeline, forward and writing: everything the stage does per batch), so that other
               work on the machine does not decide the ratio; the stage's own figures (whole pass,
               and "steady" after each split's first batch) are recorded beside it.
-  at 150x150: generated dogs-vs-cats-like JPEGs (300-500 px, benchmarks/work/photos; 640 for
-              float32, 1,200 for mixed_bfloat16)
-  at 48x48:   the offline default's digits (mnist-sample PNGs; 2,000 for float32, 5,000 for
+  at 150x150: generated dogs-vs-cats-like JPEGs (300-500 px, benchmarks/work/photos; 512 for
+              float32, 768 for mixed_bfloat16)
+  at 48x48:   the offline default's digits (mnist-sample PNGs; 1,280 for float32, 2,560 for
               mixed_bfloat16) resized to 48x48.
 The bare forward runs with TF's op determinism off; the stage function turns it on (seed_everything).
 GFLOP/s = imgclf.models.backbones.forward_flops (2 x multiply-adds of every conv) x images / s.
 
 Precision of the results: the project's bottleneck + top stage functions on mnist-sample (the
-offline default, 32x32 input) with float32 and with mixed_bfloat16 features: top test accuracy.
+offline default, 32x32 input) with float32 and with mixed_bfloat16 features: top test accuracy,
+and, as the yardstick, top's accuracy on the same float32 features with another seed.
 Fine-tune step: the project's finetune model (imgclf.finetuning.build_finetune_model: VGG16 with
 block5 trainable + the top head), SGD, batch 32, train steps/s in float32 and mixed_bfloat16.
 
@@ -54,6 +55,7 @@ BATCH = 128
 TARGET_EXTRACTION_RATIO = 0.90  # extraction steady images/s >= 0.9 x bare forward
 TARGET_BF16_GFLOPS_150 = 1500.0
 TARGET_ACCURACY_POINTS = 0.5
+SPREAD_SEEDS = (43,)  # top retrained on the same float32 features with another seed
 
 
 def matmul_gflops(dtype: tf.DType, n: int = 4096, min_seconds: float = 3.0) -> float:
@@ -70,6 +72,46 @@ def matmul_gflops(dtype: tf.DType, n: int = 4096, min_seconds: float = 3.0) -> f
         elapsed = time.perf_counter() - started
         best, spent = min(best, elapsed), spent + elapsed
     return 2 * n**3 / best / 1e9
+
+
+KERNEL_PROBE = """
+import tensorflow as tf, keras
+keras.mixed_precision.set_global_policy("mixed_bfloat16")
+model = keras.applications.VGG16(include_top=False, weights=None, input_shape=(150, 150, 3))
+forward = tf.function(lambda x: model(x, training=False))
+images = tf.random.stateless_uniform((128, 150, 150, 3), seed=(0, 0), maxval=255.0)
+forward(images).numpy()
+print("MEASURED", flush=True)
+forward(images).numpy()
+"""
+
+
+def onednn_kernels() -> dict:
+    """Per-layer GFLOP/s of oneDNN's bf16 convolution kernels in one VGG16 150x150 batch of 128
+    (ONEDNN_VERBOSE=1 in a child process): what the convolutions themselves achieve here."""
+    import re
+    import subprocess
+
+    env = {**os.environ, "ONEDNN_VERBOSE": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    output = subprocess.run([sys.executable, "-c", KERNEL_PROBE], env=env, capture_output=True, text=True).stdout
+    measured = output.split("MEASURED", 1)[-1]
+    layers, total_ms, other_ms, total_flops = [], 0.0, 0.0, 0
+    for line in measured.splitlines():
+        parts = line.strip().split(",")
+        if not line.startswith("onednn_verbose") or len(parts) < 8 or parts[3] != "exec":
+            continue
+        milliseconds = float(parts[-1])
+        if parts[5] != "convolution":
+            other_ms += milliseconds
+            continue
+        sizes = dict(re.findall(r"(mb|ic|oc|oh|ow|kh|kw)(\d+)", parts[-2]))
+        flops = 2 * np.prod([int(sizes[key]) for key in ("mb", "ic", "oc", "oh", "ow", "kh", "kw")])
+        layers.append({"layer": parts[-2].split("_")[1], "kernel": parts[6],
+                       "gflops_per_s": round(float(flops) / milliseconds / 1e6, 1)})
+        total_ms += milliseconds
+        total_flops += int(flops)
+    return {"conv_layers": layers, "conv_gflops_per_s": total_flops / total_ms / 1e6 if total_ms else None,
+            "conv_ms": total_ms, "other_onednn_ms": other_ms}
 
 
 def op_determinism(enabled: bool) -> None:
@@ -167,19 +209,19 @@ def speed_rows(quick: bool) -> list[dict]:
 
     photos = common.photo_split("photos", PHOTO_TRAIN, PHOTO_TEST)
     mnist_root, _ = mnist_split()
-    # Sized to a few seconds of steady state each: 3 + 2 batches of 128 (float32 at 150x150 runs
-    # at ~20 images/s), every image for the fast precision.
+    # Sized to a few seconds of steady state each (float32 at 150x150 runs at ~15 images/s):
+    # train 3 (float32) or 5 batches of 128, test 1 or 1.
     workspaces = {
-        (150, "float32"): linked_split("backbone_photos_640_ws", photos, {"train": 192, "test": 128}),
-        (150, "mixed_bfloat16"): linked_split("backbone_photos_1200_ws", photos, {"train": 500, "test": 100}),
-        (48, "float32"): linked_split("backbone_mnist_2000_ws", mnist_root, {"train": 160, "test": 40}),
-        (48, "mixed_bfloat16"): linked_split("backbone_mnist_5000_ws", mnist_root, {"train": 400, "test": 100}),
+        (150, "float32"): linked_split("backbone_photos_512_ws", photos, {"train": 192, "test": 64}),
+        (150, "mixed_bfloat16"): linked_split("backbone_photos_768_ws", photos, {"train": 320, "test": 64}),
+        (48, "float32"): linked_split("backbone_mnist_1280_ws", mnist_root, {"train": 100, "test": 28}),
+        (48, "mixed_bfloat16"): linked_split("backbone_mnist_2560_ws", mnist_root, {"train": 200, "test": 56}),
     }
     rows = []
     for side, data in ((150, "dogs-vs-cats"), (48, "mnist-sample")):
         for precision in PRECISIONS:
             workspace = workspaces[side, precision]
-            bare = bare_forward(side, precision, batches=2 if quick or (side == 150 and precision == "float32") else 5)
+            bare = bare_forward(side, precision, batches=1 if quick or (side == 150 and precision == "float32") else 4)
             overrides = {"data.source": data, "image.size": [side, side], "backbone.name": "vgg16",
                          "backbone.weights": "none", "backbone.input_size": "auto",
                          "backbone.precision": precision, "bottleneck.batch_size": BATCH}
@@ -231,6 +273,18 @@ def top_accuracy() -> dict:
             "feature_mean_abs": float(np.mean(np.abs(train_features))),
         }
         results[f"_{precision}_features"] = train_features
+    # How much top's accuracy moves with its own seed alone (hold-out, shuffle, init, dropout) on
+    # the same float32 features: the yardstick for the float32 vs bf16 difference.
+    seed_accuracies = {}
+    for seed in SPREAD_SEEDS:
+        keras.backend.clear_session()
+        workspace = common.WORK / "top_float32_ws"
+        params = common.write_params(workspace, {"seed": seed, "mlflow.log_model": False})
+        with common.inside(workspace):
+            seed_accuracies[seed] = transfer.train_top(params, common.NullRun())["accuracy"]
+    accuracies = [results["float32"]["accuracy"], *seed_accuracies.values()]
+    results["float32_seed_accuracies"] = {"42": results["float32"]["accuracy"], **{str(k): v for k, v in seed_accuracies.items()}}
+    results["float32_seed_range_points"] = (max(accuracies) - min(accuracies)) * 100
     f32, bf16 = results.pop("_float32_features"), results.pop("_mixed_bfloat16_features")
     results["feature_relative_error"] = float(np.linalg.norm(bf16 - f32) / max(np.linalg.norm(f32), 1e-30))
     difference = abs(results["mixed_bfloat16"]["accuracy"] - results["float32"]["accuracy"]) * 100
@@ -238,7 +292,9 @@ def top_accuracy() -> dict:
     results["pass_within_half_point"] = bool(difference <= TARGET_ACCURACY_POINTS)
     print(f"  top accuracy: float32 {results['float32']['accuracy']:.4f}, mixed_bfloat16 "
           f"{results['mixed_bfloat16']['accuracy']:.4f} ({difference:.2f} points; features differ by "
-          f"{results['feature_relative_error']:.2e} relative)", flush=True)
+          f"{results['feature_relative_error']:.2e} relative); float32 features, seeds 42/"
+          f"{'/'.join(map(str, SPREAD_SEEDS))}: {results['float32_seed_accuracies']} "
+          f"(range {results['float32_seed_range_points']:.2f} points)", flush=True)
     return results
 
 
@@ -266,7 +322,7 @@ def finetune_steps(side: int, quick: bool) -> dict:
         images = tf.random.stateless_uniform((batch, side, side, 3), seed=(1, 0), maxval=255.0)
         labels = tf.one_hot(tf.range(batch) % 2, 2)
         dataset = tf.data.Dataset.from_tensors((images, labels)).repeat()
-        steps = 2 if quick else (4 if side >= 150 else 10)
+        steps = 2 if quick else (3 if side >= 150 else 6)
         timer = _EpochTimer()
         model.fit(dataset, epochs=2, steps_per_epoch=steps, callbacks=[timer], verbose=0)
         out[precision] = {"steps_per_s": steps / timer.seconds[1], "images_per_s": steps * batch / timer.seconds[1],
@@ -298,14 +354,27 @@ def main() -> None:
     args = parser.parse_args()
     load = common.load_now()
     started = time.perf_counter()
+    sections = {}
     print("matmul 4096x4096:", flush=True)
-    matmul = {"float32": matmul_gflops(tf.float32, min_seconds=1 if args.quick else 3),
-              "bfloat16": matmul_gflops(tf.bfloat16, min_seconds=1 if args.quick else 3)}
+    matmul = {"float32": matmul_gflops(tf.float32, min_seconds=1 if args.quick else 2),
+              "bfloat16": matmul_gflops(tf.bfloat16, min_seconds=1 if args.quick else 2)}
     print(f"  float32 {matmul['float32']:.0f} GFLOP/s, bfloat16 {matmul['bfloat16']:.0f} GFLOP/s", flush=True)
+    sections["matmul"] = time.perf_counter() - started
     figures = {"matmul_gflops_per_s": matmul, "batch_size": BATCH, "speed": speed_rows(args.quick)}
+    sections["speed"] = time.perf_counter() - started - sum(sections.values())
     print("precision:", flush=True)
     figures["top_on_features"] = top_accuracy()
+    sections["top_on_features"] = time.perf_counter() - started - sum(sections.values())
     figures["finetune_step"] = {str(side): finetune_steps(side, args.quick) for side in (150, 32)}
+    sections["finetune_step"] = time.perf_counter() - started - sum(sections.values())
+    figures["onednn_bf16_conv_kernels_150"] = kernels = onednn_kernels()
+    sections["onednn_kernels"] = time.perf_counter() - started - sum(sections.values())
+    if kernels["conv_gflops_per_s"]:
+        rates = [layer["gflops_per_s"] for layer in kernels["conv_layers"]]
+        print(f"  oneDNN bf16 conv kernels (VGG16 150x150, batch 128): {kernels['conv_gflops_per_s']:.0f} GFLOP/s "
+              f"over all convs, {min(rates):.0f}-{max(rates):.0f} per layer ({kernels['conv_layers'][1]['kernel']})",
+              flush=True)
+    figures["section_seconds"] = sections
     figures["onednn"] = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)")
     figures["wall_s"] = time.perf_counter() - started
     path = common.write_result("backbone", figures, load)

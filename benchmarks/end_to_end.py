@@ -44,7 +44,7 @@ def main() -> None:
         print(f"  {stage:12} {seconds:6.1f} s", flush=True)
     print(f"  {'total':12} {repro['seconds']:6.1f} s (target <= {TARGET_S:.0f} s)", flush=True)
     figures = {"commit": commit, "repro": repro, "target_s": TARGET_S,
-               "pass": bool(repro["seconds"] <= TARGET_S)}
+               "pass": bool(repro["seconds"] <= TARGET_S), "kept_clone": str(clone) if args.keep else None}
     path = common.write_result("end_to_end", figures, load)
     print(f"written to {path.relative_to(common.ROOT)} (load before {load})")
 
