@@ -28,6 +28,8 @@ RESULTS = HERE / "results"
 VENV_BIN = Path(sys.executable).parent
 
 sys.path.insert(0, str(HERE))
+# The imgclf of this checkout, not whichever one the venv's editable install points to.
+sys.path.insert(0, str(ROOT / "src"))
 from machine import machine_info  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
