@@ -85,22 +85,27 @@ def summary_rows() -> list[tuple[str, str, str, str, str]]:
     data = _load("input_pipeline")
     if data:
         rows.append(("input_pipeline", "load average (1 min) before / after", _loads(data), "< 0.7", ""))
+        feeds = ("a_pipeline", "b_idg", "c_memory")
         for mode, row in data["photos"]["rows"].items():
             label = f"photos 150px, aug {mode}"
-            a, b, c = (row[key]["images_per_s"] for key in ("a_pipeline", "b_idg", "c_memory"))
+            median = " / ".join(f"{row[key]['median_batch_images_per_s']:.0f}" for key in feeds)
+            epochs = " / ".join(f"{row[key]['images_per_s']:.0f}" for key in feeds)
             rows.append(("input_pipeline", f"{label}: (a) pipeline / (b) IDG / (c) memory",
-                         f"{a:.0f} / {b:.0f} / {c:.0f} img/s", "", ""))
+                         f"{epochs} img/s (median batch: {median})", "", ""))
             targets = row["targets"]
-            rows.append(("input_pipeline", f"{label}: a/c", f"{row['a_over_c']:.2f}",
-                         f">= {targets['a_over_c_min']}", _mark(row["a_over_c"] >= targets["a_over_c_min"])))
-            rows.append(("input_pipeline", f"{label}: a/b", f"{row['a_over_b']:.2f}",
-                         f">= {targets['a_over_b_min']}", _mark(row["a_over_b"] >= targets["a_over_b_min"])))
+            for ratio, name in (("a_over_c", "a/c"), ("a_over_b", "a/b")):
+                ceiling = f"; ceiling c/b {row['c_over_b']:.2f}" if ratio == "a_over_b" and "c_over_b" in row else ""
+                rows.append(("input_pipeline", f"{label}: {name}",
+                             f"{row[ratio]:.2f} (median batch: {row.get(ratio + '_median', float('nan')):.2f}{ceiling})",
+                             f">= {targets[ratio + '_min']}", _mark(row[ratio] >= targets[ratio + "_min"])))
         if "mnist" in data:
             row = data["mnist"]["row"]
-            a, b, c = (row[key]["images_per_s"] for key in ("a_pipeline", "b_idg", "c_memory"))
-            rows.append(("input_pipeline", "mnist 28px chapter CNN: (a) / (b) / (c)",
-                         f"{a:.0f} / {b:.0f} / {c:.0f} img/s", "", ""))
-            rows.append(("input_pipeline", "mnist: spread max/min - 1", f"{row['spread'] * 100:.1f} %",
+            median = " / ".join(f"{row[key]['median_batch_images_per_s']:.0f}" for key in feeds)
+            epochs = " / ".join(f"{row[key]['images_per_s']:.0f}" for key in feeds)
+            rows.append(("input_pipeline", f"mnist 28px chapter CNN ({data['mnist'].get('precision', '')}): (a) / (b) / (c)",
+                         f"{epochs} img/s (median batch: {median})", "", ""))
+            rows.append(("input_pipeline", "mnist: spread max/min - 1",
+                         f"{row['spread'] * 100:.1f} % (median batch: {row.get('spread_median', float('nan')) * 100:.1f} %)",
                          "<= ~10 %", _mark(row["spread"] <= 0.10)))
     data = _load("backbone")
     if data:
@@ -120,24 +125,29 @@ def summary_rows() -> list[tuple[str, str, str, str, str]]:
                          _mark(row["pass_within_10pct"])))
             if "pass_bf16_1500_gflops" in row:
                 rows.append(("backbone", f"{label}: extraction GFLOP/s",
-                             f"{project['median_batch_gflops_per_s']:.0f}", ">= 1500", _mark(row["pass_bf16_1500_gflops"])))
+                             f"{project['median_batch_gflops_per_s']:.0f} (limits in this run: bare forward "
+                             f"{bare['gflops_per_s']:.0f}, bf16 matmul {matmul['bfloat16']:.0f})", ">= 1500",
+                             _mark(row["pass_bf16_1500_gflops"])))
         top = data["top_on_features"]
-        rows.append(("backbone", "top accuracy on float32 / bf16 features (mnist-sample 32px)",
-                     f"{top['float32']['accuracy']:.4f} / {top['mixed_bfloat16']['accuracy']:.4f} "
-                     f"({top['accuracy_difference_points']:.2f} pts)", "<= 0.5 pts",
-                     _mark(top["pass_within_half_point"])))
-        if "float32_seed_range_points" in top:
-            seeds = " / ".join(f"{value:.4f}" for value in top["float32_seed_accuracies"].values())
-            rows.append(("backbone", "top accuracy, float32 features, seeds " + ", ".join(top["float32_seed_accuracies"]),
-                         f"{seeds} (range {top['float32_seed_range_points']:.2f} pts)", "yardstick", ""))
-        rows.append(("backbone", "linear SVM on float32 / bf16 features",
-                     f"{top['float32']['svm_accuracy']:.4f} / {top['mixed_bfloat16']['svm_accuracy']:.4f}", "", ""))
+        if "mean_difference_points" in top:
+            seeds = ", ".join(str(seed) for seed in top["seeds"])
+            for precision in ("float32", "mixed_bfloat16"):
+                accuracies = " / ".join(f"{value:.3f}" for value in top[precision]["accuracy_by_seed"].values())
+                rows.append(("backbone", f"top accuracy on {precision} features (mnist-sample 32px), seeds {seeds}",
+                             f"{accuracies} (mean {top[precision]['mean_accuracy']:.4f})", "", ""))
+            rows.append(("backbone", "top accuracy bf16 - float32, paired by seed: mean",
+                         f"{top['mean_difference_points']:+.2f} pts (per seed "
+                         + " / ".join(f"{value:+.1f}" for value in top["paired_difference_points"])
+                         + f"; float32 seed range {top['float32_seed_range_points']:.1f} pts)",
+                         "within 0.5 pts", _mark(top["pass_within_half_point"])))
+            rows.append(("backbone", "linear SVM on float32 / bf16 features (mean of the seeds)",
+                         f"{top['float32']['svm_accuracy']:.4f} / {top['mixed_bfloat16']['svm_accuracy']:.4f}", "", ""))
         kernels = data.get("onednn_bf16_conv_kernels_150") or {}
         if kernels.get("conv_gflops_per_s"):
             rates = [layer["gflops_per_s"] for layer in kernels["conv_layers"]]
             rows.append(("backbone", "oneDNN bf16 conv kernels alone, VGG16 150px (ONEDNN_VERBOSE)",
                          f"{kernels['conv_gflops_per_s']:.0f} GFLOP/s ({min(rates):.0f}-{max(rates):.0f} per layer)",
-                         "the ceiling", ""))
+                         "", ""))
         for side, step in data["finetune_step"].items():
             rows.append(("backbone", f"finetune step {side}px: float32 / bf16",
                          f"{step['float32']['images_per_s']:.1f} / {step['mixed_bfloat16']['images_per_s']:.1f} img/s "
@@ -252,6 +262,9 @@ def main() -> None:
     if runs:
         (RESULTS / "run_all.json").write_text(json.dumps(
             {"runs": runs, "total_s": total, "machine": machine_info()}, indent=2) + "\n")
+    elif (RESULTS / "run_all.json").is_file():  # --summary-only: the last full run's times
+        last = json.loads((RESULTS / "run_all.json").read_text())
+        runs, total = last["runs"], last["total_s"]
     print()
     print(write_summary(total, runs))
     if any(info["exit"] != 0 for info in runs.values()):

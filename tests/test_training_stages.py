@@ -133,3 +133,43 @@ def test_balanced_class_weights():
 
     assert training.class_weights([10, 30], "none") is None
     assert training.class_weights([10, 30], "balanced") == {0: 2.0, 1: 40 / 60}
+
+
+def test_endless_repeats_whole_passes():
+    import tensorflow as tf
+
+    from imgclf import training
+
+    finite = tf.data.Dataset.range(10).shuffle(10, seed=3, reshuffle_each_iteration=True).batch(4)
+    repeated, steps = training.endless(finite)
+    assert steps == 3
+    batches = [batch.numpy().tolist() for batch in repeated.take(3 * steps)]
+    passes = [sorted(sum(batches[index:index + steps], [])) for index in range(0, 3 * steps, steps)]
+    assert passes == [list(range(10))] * 3  # every epoch is one whole pass, the last batch short
+    assert len({tuple(sum(batches[index:index + steps], [])) for index in range(0, 3 * steps, steps)}) > 1
+
+    infinite = finite.repeat()
+    assert training.endless(infinite) == (infinite, None)
+    assert training.endless(None) == (None, None)
+
+
+def test_fit_runs_one_pass_per_epoch(tmp_path):
+    import keras
+    import tensorflow as tf
+
+    from imgclf import training
+
+    images = tf.random.stateless_uniform((10, 4), seed=(1, 2))
+    labels = tf.one_hot(tf.range(10) % 2, 2)
+    train = tf.data.Dataset.from_tensor_slices((images, labels)).batch(4)  # 3 batches, the last of 2
+    validation = tf.data.Dataset.from_tensor_slices((images[:5], labels[:5])).batch(4)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+
+    class Settings:
+        epochs, batch_size, learning_rate, class_weight = 3, 4, 0.01, "none"
+
+    history = training.fit(model, train, validation, Settings(), tmp_path, [5, 5])
+    assert len(history.history["loss"]) == 3 and len(history.history["val_loss"]) == 3
+    assert int(model.optimizer.iterations.numpy()) == 9  # 3 epochs x 3 steps: one pass each
+    # Validation saw the whole hold-out (both batches) in the last epoch, as evaluate() does.
+    assert history.history["val_loss"][-1] == pytest.approx(model.evaluate(validation, verbose=0)[0], rel=1e-5)

@@ -52,6 +52,23 @@ def fresh_log_dir(stage: str) -> Path:
     return folder
 
 
+def endless(dataset: tf.data.Dataset | None) -> tuple[tf.data.Dataset | None, int | None]:
+    """(dataset.repeat(), batches in one pass) for a finite dataset; anything else unchanged, None.
+
+    Keras 3.15's fit() on a finite tf.data dataset makes two iterators per epoch and throws one
+    away; on this 2-core machine tearing it down stalled the next epoch by 4-5 s every other
+    epoch (a 1,000-photo epoch: 10 s instead of 4.9 s; benchmarks/input_pipeline.py). One
+    endless iterator for the whole fit with steps = one pass gives the same batches per epoch
+    (the shuffle still reshuffles every pass) without the stalls.
+    """
+    if dataset is None:
+        return None, None
+    batches = int(dataset.cardinality())
+    if batches <= 0:  # already endless, or unknown
+        return dataset, None
+    return dataset.repeat(), batches
+
+
 def fit(
     model: keras.Model,
     train: tf.data.Dataset,
@@ -69,6 +86,9 @@ def fit(
     """
     if steps_per_epoch is None and train.cardinality() == tf.data.INFINITE_CARDINALITY:
         raise ValueError("an endless training dataset needs steps_per_epoch")
+    if steps_per_epoch is None:
+        train, steps_per_epoch = endless(train)
+    validation, validation_steps = endless(validation)
     model.compile(
         optimizer=optimizer or keras.optimizers.Adam(settings.learning_rate),
         loss="categorical_crossentropy",
@@ -79,6 +99,7 @@ def fit(
         validation_data=validation,
         epochs=settings.epochs,
         steps_per_epoch=steps_per_epoch,
+        validation_steps=validation_steps,
         class_weight=class_weights(class_counts, settings.class_weight),
         # No weight histograms: TensorBoard bins them through an N x 30 one-hot, 2.3 GB for the
         # chapter CNN's 19 M-weight dense layer, every epoch. Scalars and the graph are logged.
