@@ -51,7 +51,7 @@ PHOTO_TRAIN, PHOTO_TEST = 500, 100  # per class: 1,200 JPEGs
 PHOTO_SIZE = (150, 150)
 PHOTO_BATCH = 32
 MNIST_TRAIN = 200  # per class: 2,000 digits an epoch, 16 batches of 128 (images/s does not depend on the count)
-# horizontal_flip: auto = on for photos (params.py refuses a literal true: see benchmarks/README.md).
+# horizontal_flip: auto = on for a photo source (dogs-vs-cats), as the augmented stage resolves it.
 AUGMENT = {"augmentation.horizontal_flip": "auto", "augmentation.zoom": 0.3, "augmentation.shear": 0.3,
            "augmentation.rotation": 0.0, "augmentation.translation": 0.0}
 # The rate the targets are checked on: images / seconds of the measured epochs, stalls included
