@@ -4,7 +4,7 @@ when only `top.*` changes (must be exactly top, finetune, report).
 Alone: a fresh `git clone` of the project with profiles/tiny.yaml applied (the whole pipeline in a
 few minutes), `dvc repro` once. With --clone (what run_all.py does): the clone end_to_end.py has
 just reproduced with the committed params.yaml (the offline default), which saves running a second
-pipeline. Then timed no-op `dvc repro` and `dvc status`, then top.epochs + 1 and a real
+pipeline. Then timed no-op `dvc repro` and `dvc status`, then top.epochs set to 2 and a real
 `dvc repro` (not --dry: --dry cannot see that an upstream output will change), whose "Running
 stage" lines say what ran. The 25,000-image figures are benchmarks/dvc_status.py's.
 
@@ -28,6 +28,7 @@ import common  # noqa: E402
 
 TARGET_NOOP_S = 3.0
 EXPECTED_AFTER_TOP = ["top", "finetune", "report"]
+TOP_EPOCHS_AFTER = 2
 
 
 def timed(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str]:
@@ -69,7 +70,9 @@ def main() -> None:
                 raise RuntimeError(f"dvc status not clean after repro:\n{output}")
             status.append(seconds)
         epochs = int(yaml.safe_load((clone / "params.yaml").read_text())["top"]["epochs"])
-        common.apply_overrides(clone / "params.yaml", {"top.epochs": epochs + 1})
+        # Any other value re-runs the same stages; a small one keeps top itself short.
+        changed = TOP_EPOCHS_AFTER if epochs != TOP_EPOCHS_AFTER else epochs + 1
+        common.apply_overrides(clone / "params.yaml", {"top.epochs": changed})
         after_top = common.dvc_repro(clone, env)
     finally:
         if not args.keep and not args.clone:
@@ -79,7 +82,7 @@ def main() -> None:
         "first_repro": first,
         "noop_repro_s": noop, "noop_repro_median_s": statistics.median(noop),
         "status_s": status, "status_median_s": statistics.median(status),
-        "top_change": {"change": f"top.epochs {epochs} -> {epochs + 1}", "ran": after_top["ran"],
+        "top_change": {"change": f"top.epochs {epochs} -> {changed}", "ran": after_top["ran"],
                        "skipped": after_top["skipped"], "seconds": after_top["seconds"],
                        "stage_seconds": after_top["stage_seconds"]},
         "targets": {"noop_repro_max_s": TARGET_NOOP_S, "after_top_change": EXPECTED_AFTER_TOP},
