@@ -84,9 +84,9 @@ def fit(
 
     `steps_per_epoch` is required for an endless `train` (e.g. from augmentation.augment_dataset).
     """
-    if steps_per_epoch is None and train.cardinality() == tf.data.INFINITE_CARDINALITY:
-        raise ValueError("an endless training dataset needs steps_per_epoch")
     if steps_per_epoch is None:
+        if train.cardinality() == tf.data.INFINITE_CARDINALITY:
+            raise ValueError("an endless training dataset needs steps_per_epoch")
         train, steps_per_epoch = endless(train)
     validation, validation_steps = endless(validation)
     model.compile(
