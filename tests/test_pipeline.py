@@ -35,6 +35,15 @@ def test_loads_train_validation_and_test(make_split, write_params):
     assert test_labels.argmax(axis=1).tolist() == [0] * 4 + [1] * 4 + [2] * 4
 
 
+def test_reiterated_data_is_not_autotuned_and_train_is(make_split, write_params):
+    # fit() makes a new validation iterator every epoch; dropping an autotuned one stalled ~2 s.
+    make_split(train=10, test=2)
+    data = pipeline.load_split(write_params({"image.size": [16, 16]}), batch_size=5)
+    assert data.validation.options().autotune.enabled is False
+    assert data.test.options().autotune.enabled is False
+    assert data.train.options().autotune.enabled is not False  # one iterator for the whole fit
+
+
 def test_raw_pixels_resized_rgb_and_no_validation(make_split, write_params):
     make_split(train=4, test=2, size=(16, 16))
     config = write_params({"image.size": [16, 16], "data.validation_fraction": 0.0})

@@ -123,8 +123,8 @@ def load_split(
     channels = 1 if color_mode == "grayscale" else 3
     return SplitData(
         train=_batched(train, batch_size, rescale),
-        validation=None if validation is None else _batched(_cached(validation), batch_size, rescale),
-        test=_batched(_cached(test), batch_size, rescale),
+        validation=None if validation is None else _reiterated(_batched(_cached(validation), batch_size, rescale)),
+        test=_reiterated(_batched(_cached(test), batch_size, rescale)),
         class_names=class_names,
         class_counts=tuple(counts["train"][name] for name in class_names),
         train_size=train_size,
@@ -137,6 +137,20 @@ def _cached(dataset: tf.data.Dataset) -> tf.data.Dataset:
     # Decoded once, kept as uint8: a quarter of float32's memory (resized photos lose < 0.5 levels).
     to_uint8 = lambda images, labels: (tf.saturate_cast(tf.round(images), tf.uint8), labels)  # noqa: E731
     return dataset.map(to_uint8, num_parallel_calls=tf.data.AUTOTUNE).cache()
+
+
+def _reiterated(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """`dataset` with tf.data's autotuning off: for data read in short passes by fresh iterators.
+
+    Keras' fit() evaluates the validation data through a new iterator every epoch (its
+    EpochIterator.reset drops the old one). Dropping an autotuned iterator waits for tf.data's
+    optimization thread, which on 2 cores busy with training took ~2 s, in half of the epochs
+    (offline default, baseline: 5.1 s epochs instead of 3.2 s). Without autotuning, AUTOTUNE
+    parallelism is the number of cores and nothing waits. Same batches, same order.
+    """
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
 
 
 def _batched(dataset: tf.data.Dataset, batch_size: int, rescale: bool) -> tf.data.Dataset:
