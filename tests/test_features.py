@@ -43,6 +43,15 @@ def test_extract_to_npz_streams_every_batch_and_is_byte_stable(tmp_path):
     assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
 
 
+def test_compiled_forward_is_traced_once_for_every_batch_size():
+    # A retrace per short last batch or per split cost the bottleneck stage seconds per trace.
+    model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(2, 3)])
+    forward = features.compiled_forward(model)
+    for size in (8, 3, 5, 8):
+        assert forward(tf.zeros((size, 4, 4, 1))).shape == (size, 2, 2, 2)
+    assert forward.experimental_get_tracing_count() == 1
+
+
 def test_extract_to_npz_refuses_a_wrong_count(tmp_path):
     images = np.zeros((5, 4, 4, 1), "float32")
     model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten()])
