@@ -21,3 +21,26 @@ def test_saved_model_has_no_optimizer_state_and_same_predictions(tmp_path):
         assert "optimizer" not in weights
     loaded = keras.saving.load_model(target, safe_mode=True)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
+
+
+def test_saved_model_bytes_do_not_depend_on_when_it_was_saved(tmp_path, monkeypatch):
+    # DVC caches models/<stage>/model.keras: Keras stamps the save time into it, save_model must not.
+    import datetime
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    x = np.random.default_rng(1).normal(size=(5, 4)).astype("float32")
+    paths = [tmp_path / "a.keras", tmp_path / "b.keras"]
+    evaluation.save_model(model, paths[0])
+
+    class Later(datetime.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return datetime.datetime(2031, 5, 6, 7, 8, 9)
+
+    monkeypatch.setattr(datetime, "datetime", Later)
+    monkeypatch.setattr(zipfile.time, "time", lambda: 1_900_000_000.0)
+    evaluation.save_model(model, paths[1])
+
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    loaded = keras.saving.load_model(paths[1], safe_mode=True)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)

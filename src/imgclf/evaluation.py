@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import zipfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -57,7 +59,7 @@ def finish(
     write_plots(paths.plots_dir(stage), history, labels, probabilities.argmax(axis=1), class_names)
     inference_model = without_optimizer(model)
     with atomic.directory(paths.model_dir(stage)) as folder:
-        inference_model.save(folder / paths.model_file(stage).name)
+        save_model(inference_model, folder / paths.model_file(stage).name)
 
     run.log_history({key: list(values) for key, values in history.items()})
     final = {key: value for key, value in flatten(metrics).items() if isinstance(value, (int, float))}
@@ -126,6 +128,30 @@ def test_metrics(
             for name, p, r, f, s in zip(class_names, precision, recall, f1, support)
         },
     }
+
+
+# The zip epoch: Keras stamps each save with the time (metadata.json's date_saved and the weights
+# entry's date); both are set to this so the same weights give the same bytes.
+STABLE_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+def save_model(model: keras.Model, target: Path) -> None:
+    """model.save(target) as a .keras file with nothing run-specific in it (DVC caches it).
+
+    Two runs with the same weights write byte-identical files: date_saved reads
+    1980-01-01@00:00:00 (Keras' file editor expects the key) and every zip entry has that date.
+    """
+    model.save(target)
+    saved = target.read_bytes()
+    with zipfile.ZipFile(io.BytesIO(saved)) as source, zipfile.ZipFile(target, "w") as stable:
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename == "metadata.json":
+                metadata = json.loads(data) | {"date_saved": "%04d-%02d-%02d@%02d:%02d:%02d" % STABLE_DATE}
+                data = json.dumps(metadata).encode()
+            entry = zipfile.ZipInfo(info.filename, date_time=STABLE_DATE)
+            entry.compress_type, entry.external_attr = info.compress_type, info.external_attr
+            stable.writestr(entry, data)
 
 
 def without_optimizer(model: keras.Model) -> keras.Model:
