@@ -23,14 +23,23 @@ def test_saved_model_has_no_optimizer_state_and_same_predictions(tmp_path):
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
 
 
-def test_saved_model_bytes_do_not_depend_on_when_it_was_saved(tmp_path, monkeypatch):
-    # DVC caches models/<stage>/model.keras: Keras stamps the save time into it, save_model must not.
+def test_saved_model_bytes_do_not_depend_on_when_or_where_it_was_saved(tmp_path, monkeypatch):
+    # DVC caches models/<stage>/model.keras: Keras stamps the save time into it, and the Python
+    # id() of shared objects (here the layers' dtype policy); save_model must keep neither.
     import datetime
 
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-    x = np.random.default_rng(1).normal(size=(5, 4)).astype("float32")
+    weights = [np.arange(48, dtype="float32").reshape(16, 3) / 48, np.zeros(3, "float32")]
+
+    def build() -> keras.Model:  # a fresh instance each time: other Python ids, same model
+        inputs = keras.Input(shape=(4, 4, 1), name="image")
+        dense = keras.layers.Dense(3, activation="softmax", name="class")
+        model = keras.Model(inputs, dense(keras.layers.Flatten(name="flat")(inputs)), name="m")
+        dense.set_weights(weights)
+        return model
+
     paths = [tmp_path / "a.keras", tmp_path / "b.keras"]
-    evaluation.save_model(model, paths[0])
+    keep_alive = [build()]
+    evaluation.save_model(keep_alive[0], paths[0])
 
     class Later(datetime.datetime):
         @classmethod
@@ -38,9 +47,10 @@ def test_saved_model_bytes_do_not_depend_on_when_it_was_saved(tmp_path, monkeypa
             return datetime.datetime(2031, 5, 6, 7, 8, 9)
 
     monkeypatch.setattr(datetime, "datetime", Later)
-    monkeypatch.setattr(zipfile.time, "time", lambda: 1_900_000_000.0)
-    evaluation.save_model(model, paths[1])
+    keep_alive.append(build())
+    evaluation.save_model(keep_alive[1], paths[1])
 
     assert paths[0].read_bytes() == paths[1].read_bytes()
+    x = np.random.default_rng(1).normal(size=(5, 4, 4, 1)).astype("float32")
     loaded = keras.saving.load_model(paths[1], safe_mode=True)
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), keep_alive[0].predict(x, verbose=0), rtol=1e-6)

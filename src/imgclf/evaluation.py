@@ -139,7 +139,8 @@ def save_model(model: keras.Model, target: Path) -> None:
     """model.save(target) as a .keras file with nothing run-specific in it (DVC caches it).
 
     Two runs with the same weights write byte-identical files: date_saved reads
-    1980-01-01@00:00:00 (Keras' file editor expects the key) and every zip entry has that date.
+    1980-01-01@00:00:00 (Keras' file editor expects the key), every zip entry has that date, and
+    shared-object ids (Python id()s) are renumbered.
     """
     model.save(target)
     saved = target.read_bytes()
@@ -149,9 +150,25 @@ def save_model(model: keras.Model, target: Path) -> None:
             if info.filename == "metadata.json":
                 metadata = json.loads(data) | {"date_saved": "%04d-%02d-%02d@%02d:%02d:%02d" % STABLE_DATE}
                 data = json.dumps(metadata).encode()
+            elif info.filename == "config.json":
+                data = json.dumps(_renumber_shared_objects(json.loads(data), {})).encode()
             entry = zipfile.ZipInfo(info.filename, date_time=STABLE_DATE)
             entry.compress_type, entry.external_attr = info.compress_type, info.external_attr
             stable.writestr(entry, data)
+
+
+def _renumber_shared_objects(node: Any, numbers: dict[int, int]) -> Any:
+    """Keras marks objects used twice with `shared_object_id`: the object's Python id(), which
+    differs every run. Replaced by 1, 2, ... in order of appearance (loading only pairs them up)."""
+    if isinstance(node, dict):
+        return {
+            key: numbers.setdefault(value, len(numbers) + 1) if key == "shared_object_id"
+            else _renumber_shared_objects(value, numbers)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_renumber_shared_objects(value, numbers) for value in node]
+    return node
 
 
 def without_optimizer(model: keras.Model) -> keras.Model:
