@@ -56,11 +56,22 @@ def filesystem(path: str | Path) -> str | None:
     return kind
 
 
+# The instruction sets the precision figures depend on (bf16: AMX tiles or AVX-512 BF16).
+ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
+
+
+def cpu_flags() -> list[str]:
+    """Which of ISA_FLAGS this CPU reports in /proc/cpuinfo (empty where it cannot be read)."""
+    flags = set((_cpuinfo_field("flags") or "").split())
+    return [flag for flag in ISA_FLAGS if flag in flags]
+
+
 def machine_info() -> dict:
     """A JSON-ready description of this machine and software stack."""
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {
         "cpu_model": _cpuinfo_field("model name") or platform.processor() or None,
+        "cpu_flags": cpu_flags(),
         "cpu_logical_cores": os.cpu_count(),
         "cpu_usable_cores": usable,
         "memory_gib": _memory_gib(),

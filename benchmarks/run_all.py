@@ -204,7 +204,8 @@ def write_summary(total_s: float | None, runs: dict) -> str:
     lines = [
         "# Benchmark summary",
         "",
-        f"Machine: {machine['cpu_model']}, {machine['cpu_usable_cores']} cores, {machine['memory_gib']} GiB; "
+        f"Machine: {machine['cpu_model']} ({' '.join(machine['cpu_flags']) or 'flags unknown'}), "
+        f"{machine['cpu_usable_cores']} cores, {machine['memory_gib']} GiB; "
         f"TensorFlow {machine['versions']['tensorflow']}, Keras {machine['versions']['keras']}, "
         f"DVC {machine['versions']['dvc']}, MLflow {machine['versions']['mlflow']}.",
         "Load is the 1-minute load average before / after each benchmark (other work on the machine "
