@@ -44,7 +44,7 @@ def test_extract_to_npz_streams_every_batch_and_is_byte_stable(tmp_path):
 
 
 def test_compiled_forward_is_traced_once_for_every_batch_size():
-    # A retrace per short last batch or per split cost the bottleneck stage seconds per trace.
+    # One graph for every batch size: no retrace per short last batch or per split.
     model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(2, 3)])
     forward = features.compiled_forward(model)
     for size in (8, 3, 5, 8):
