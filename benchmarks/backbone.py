@@ -151,25 +151,24 @@ def project_extraction(workspace: Path, overrides: dict) -> dict:
     gc.collect()
     params = common.write_params(workspace, overrides)
     splits: list[list[tuple[float, int]]] = []
-    original_forward, original_extract = features.compiled_forward, features.extract_to_npz
+    original = features.compiled_forward
 
     def stamped(model):
         # Timestamps each batch's forward call as it returns (CPU ops run synchronously): the
         # interval between two calls is one batch's full cost, input pipeline and writing included.
-        forward = original_forward(model)
+        # One call per split: intervals are taken within a split, never across two.
+        forward = original(model)
+        stamps: list[tuple[float, int]] = []
+        splits.append(stamps)
 
         def call(images):
             result = forward(images)
-            splits[-1].append((time.perf_counter(), int(images.shape[0])))
+            stamps.append((time.perf_counter(), int(images.shape[0])))
             return result
 
         return call
 
-    def per_split(*args, **kwargs):
-        splits.append([])  # intervals are taken within a split, never across two
-        return original_extract(*args, **kwargs)
-
-    features.compiled_forward, features.extract_to_npz = stamped, per_split
+    features.compiled_forward = stamped
     try:
         with common.inside(workspace):
             target = Path("features-bench")
@@ -177,7 +176,7 @@ def project_extraction(workspace: Path, overrides: dict) -> dict:
             speed = extraction.write_bottleneck(params, target)
             shutil.rmtree(target, ignore_errors=True)
     finally:
-        features.compiled_forward, features.extract_to_npz = original_forward, original_extract
+        features.compiled_forward = original
     rates = [size / (stamp - stamps[index - 1][0]) for stamps in splits
              for index, (stamp, size) in enumerate(stamps) if index and size == BATCH]
     speed["median_batch_images_per_s"] = float(np.median(rates)) if rates else float("nan")

@@ -133,6 +133,7 @@ def test_metrics(
 # The zip epoch: Keras stamps each save with the time (metadata.json's date_saved and the weights
 # entry's date); both are set to this so the same weights give the same bytes.
 STABLE_DATE = (1980, 1, 1, 0, 0, 0)
+STABLE_DATE_SAVED = "%04d-%02d-%02d@%02d:%02d:%02d" % STABLE_DATE  # Keras' date_saved format
 
 
 def save_model(model: keras.Model, target: Path) -> None:
@@ -148,7 +149,7 @@ def save_model(model: keras.Model, target: Path) -> None:
         for info in source.infolist():
             data = source.read(info)
             if info.filename == "metadata.json":
-                metadata = json.loads(data) | {"date_saved": "%04d-%02d-%02d@%02d:%02d:%02d" % STABLE_DATE}
+                metadata = json.loads(data) | {"date_saved": STABLE_DATE_SAVED}
                 data = json.dumps(metadata).encode()
             elif info.filename == "config.json":
                 data = json.dumps(_renumber_shared_objects(json.loads(data), {})).encode()

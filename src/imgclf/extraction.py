@@ -34,11 +34,10 @@ def write_bottleneck(params: Params, target: Path = paths.FEATURES) -> dict[str,
         for split in features.SPLITS
     }
     extractor = backbones.build_extractor(backbone, params.seed, weights, image_shape(params))
-    forward = features.compiled_forward(extractor)  # traced once for both splits
     runs: dict[str, features.Extraction] = {}
     with atomic.directory(target) as temp:
         for split, (dataset, _, count) in inputs.items():
-            runs[split] = features.extract_to_npz(extractor, dataset, count, temp / f"{split}.npz", forward)
+            runs[split] = features.extract_to_npz(extractor, dataset, count, temp / f"{split}.npz")
         class_names = inputs["train"][1]
         atomic.write_json(temp / features.CLASSES_FILE, list(class_names))
         atomic.write_json(

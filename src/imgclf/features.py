@@ -14,7 +14,6 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import keras
 import numpy as np
@@ -66,9 +65,8 @@ def _npy_bytes(array: np.ndarray) -> bytes:
 def compiled_forward(model: keras.Model) -> tf.types.experimental.GenericFunction:
     """model(images, training=False) as one tf.function, cast to float32 (mixed precision too).
 
-    Traced once, for any batch size: a short last batch or the next split reuses the same graph
-    instead of retracing (VGG16 at 32x32: ~0.1 s per retrace, 3 of them in the offline default;
-    small, measured). Share one across splits.
+    Traced once, for any batch size: a short last batch reuses the same graph instead of
+    retracing (VGG16 at 32x32: ~0.1 s per retrace; small, measured).
     """
 
     @tf.function(reduce_retracing=True)
@@ -81,19 +79,14 @@ def compiled_forward(model: keras.Model) -> tf.types.experimental.GenericFunctio
 
 
 def extract_to_npz(
-    model: keras.Model,
-    dataset: tf.data.Dataset,
-    count: int,
-    target: Path,
-    forward: Callable[[tf.Tensor], tf.Tensor] | None = None,
+    model: keras.Model, dataset: tf.data.Dataset, count: int, target: Path
 ) -> Extraction:
     """Features of every (images, one-hot labels) batch of `dataset` into `target` (.npz).
 
     `count` is the number of images (the .npy header needs the shape before the first batch);
-    a dataset that yields another number is an error, not a short file. `forward`: the model's
-    compiled_forward, to share one across calls (made here when None).
+    a dataset that yields another number is an error, not a short file.
     """
-    forward = forward or compiled_forward(model)
+    forward = compiled_forward(model)
     feature_shape = tuple(int(side) for side in model.output_shape[1:])
     labels = np.empty(count, dtype=np.int64)  # count integers: small next to the features
     written = 0

@@ -123,8 +123,8 @@ def load_split(
     channels = 1 if color_mode == "grayscale" else 3
     return SplitData(
         train=_batched(train, batch_size, rescale),
-        validation=None if validation is None else _reiterated(_batched(_cached(validation), batch_size, rescale)),
-        test=_reiterated(_batched(_cached(test), batch_size, rescale)),
+        validation=None if validation is None else _reiterated(validation, batch_size, rescale),
+        test=_reiterated(test, batch_size, rescale),
         class_names=class_names,
         class_counts=tuple(counts["train"][name] for name in class_names),
         train_size=train_size,
@@ -139,8 +139,8 @@ def _cached(dataset: tf.data.Dataset) -> tf.data.Dataset:
     return dataset.map(to_uint8, num_parallel_calls=tf.data.AUTOTUNE).cache()
 
 
-def _reiterated(dataset: tf.data.Dataset) -> tf.data.Dataset:
-    """`dataset` with tf.data's autotuning off: for data read in short passes by fresh iterators.
+def _reiterated(dataset: tf.data.Dataset, batch_size: int, rescale: bool) -> tf.data.Dataset:
+    """Cached, batched, with tf.data's autotuning off: data read in short passes by fresh iterators.
 
     Keras' fit() evaluates the validation data through a new iterator every epoch (its
     EpochIterator.reset drops the old one). Dropping an autotuned iterator waits for tf.data's
@@ -150,7 +150,7 @@ def _reiterated(dataset: tf.data.Dataset) -> tf.data.Dataset:
     """
     options = tf.data.Options()
     options.autotune.enabled = False
-    return dataset.with_options(options)
+    return _batched(_cached(dataset), batch_size, rescale).with_options(options)
 
 
 def _batched(dataset: tf.data.Dataset, batch_size: int, rescale: bool) -> tf.data.Dataset:
