@@ -7,7 +7,7 @@ RUN    := PATH="$(BIN):$$PATH"
 UI_PORT ?= 5000
 
 .DEFAULT_GOAL := help
-.PHONY: help install repro test test-slow test-all ui compare bench clean
+.PHONY: help install repro test test-slow test-all lint deps ui compare bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -31,6 +31,12 @@ test-slow: $(STAMP) ## run only the slow tests (whole pipelines in temp DVC proj
 
 test-all: $(STAMP) ## run every test, slow ones included
 	$(RUN) python -m pytest -q
+
+lint: $(STAMP) ## ruff on the package, stages, tests, benchmarks and CI scripts
+	$(RUN) ruff check src stages tests benchmarks .ci
+
+deps: $(STAMP) ## rewrite dvc.yaml's code deps from what each stage imports
+	$(RUN) python -m imgclf deps --write
 
 ui: $(STAMP) ## MLflow UI on http://127.0.0.1:5000 (UI_PORT=...) against the project's store
 	$(RUN) mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db \

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import yaml
 
+from imgclf.params import apply_overrides
+
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = ROOT / ".venv" / "bin"
 RUN_SPECIFIC = ("seconds", "per_second", "gflops", "images_per_s")
@@ -34,22 +36,10 @@ def sh(command: list[str], cwd: Path, env: dict[str, str]) -> str:
     return result.stdout
 
 
-def apply_profile(params_file: Path, profile_file: Path) -> None:
-    """Write the profile's dotted overrides into params.yaml."""
-    raw = yaml.safe_load(params_file.read_text())
-    for dotted, value in yaml.safe_load(profile_file.read_text()).items():
-        *parents, last = dotted.split(".")
-        node = raw
-        for key in parents:
-            node = node[key]
-        node[last] = value
-    params_file.write_text(yaml.safe_dump(raw, sort_keys=False))
-
-
 def run_pipeline(workdir: Path, env: dict[str, str], label: str) -> dict[str, bytes]:
     """Clone, apply the tiny profile, dvc repro, check dvc status; return metrics files' bytes."""
     sh(["git", "clone", "--quiet", str(ROOT), str(workdir)], ROOT, env)
-    apply_profile(workdir / "params.yaml", workdir / "profiles" / "tiny.yaml")
+    apply_overrides(workdir / "params.yaml", yaml.safe_load((workdir / "profiles" / "tiny.yaml").read_text()))
     env = {**env, "PYTHONPATH": str(workdir / "src")}  # the clone's code, not the venv's editable install
     start = time.monotonic()
     sh(["dvc", "repro"], workdir, env)

@@ -6,7 +6,7 @@ In one process, one run:
   forward:    a bare VGG16 (keras.applications, include_top=False, weights=None) forward pass,
               model(x, training=False) in a tf.function, batch 128 of in-memory tensors, under the
               float32 and mixed_bfloat16 Keras policies.
-  extraction: the project's bottleneck stage function, imgclf.extraction.write_bottleneck, at
+  extraction: the project's bottleneck stage recipe, stages/bottleneck.py, at
               the same size and precision, batch 128 (bottleneck.batch_size): images decoded from
               disk by the project's tf.data pipeline, through the extractor, streamed to .npz.
               Compared on the median batch: the interval between two forward calls (input
@@ -23,7 +23,7 @@ Precision of the results: the project's bottleneck + top stage functions on mnis
 offline default, 32x32 input) with float32 and with mixed_bfloat16 features, top trained with
 seeds 42 and 43 on each: the mean paired difference (target within 0.5 points), the float32
 spread across seeds as the yardstick, and the linear SVM beside it.
-Fine-tune step: the project's finetune model (imgclf.finetuning.build_finetune_model: VGG16 with
+Fine-tune step: the project's finetune model (imgclf.models.finetune.build: VGG16 with
 block5 trainable + the top head), SGD, batch 32, train steps/s in float32 and mixed_bfloat16 at
 150x150 (at 32x32 bf16 gained 1.25-1.5x in earlier runs).
 
@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import shutil
 import sys
@@ -41,15 +42,17 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import stages.bottleneck
+import stages.top
+from imgclf import bottleneck, determinism, features
+from imgclf.data import pipeline
+from imgclf.models import backbones, finetune, heads
 
-from imgclf import determinism, extraction, features, transfer  # noqa: E402
-from imgclf.data import pipeline  # noqa: E402
-from imgclf.models import backbones  # noqa: E402
+import common
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 BATCH = 128
@@ -146,12 +149,12 @@ def bare_forward(side: int, precision: str, batches: int) -> dict:
 
 
 def project_extraction(workspace: Path, overrides: dict) -> dict:
-    """imgclf.extraction.write_bottleneck in `workspace` (its data/split), as the stage runs it."""
+    """The bottleneck stage's recipe in `workspace` (its data/split), without MLflow."""
     keras.backend.clear_session()
     gc.collect()
     params = common.write_params(workspace, overrides)
     splits: list[list[tuple[float, int]]] = []
-    original = features.compiled_forward
+    original = bottleneck.compiled_forward
 
     def stamped(model):
         # Timestamps each batch's forward call as it returns (CPU ops run synchronously): the
@@ -168,15 +171,15 @@ def project_extraction(workspace: Path, overrides: dict) -> dict:
 
         return call
 
-    features.compiled_forward = stamped
+    bottleneck.compiled_forward = stamped
+    tracked = common.NullRun()
     try:
         with common.inside(workspace):
-            target = Path("features-bench")
-            shutil.rmtree(target, ignore_errors=True)
-            speed = extraction.write_bottleneck(params, target)
-            shutil.rmtree(target, ignore_errors=True)
+            stages.bottleneck.run(params, tracked)
+            shutil.rmtree("data/features", ignore_errors=True)
     finally:
-        features.compiled_forward = original
+        bottleneck.compiled_forward = original
+    speed = {key.removeprefix("bottleneck_"): value for key, value in tracked.metrics.items()}
     rates = [size / (stamp - stamps[index - 1][0]) for stamps in splits
              for index, (stamp, size) in enumerate(stamps) if index and size == BATCH]
     speed["median_batch_images_per_s"] = float(np.median(rates)) if rates else float("nan")
@@ -270,14 +273,17 @@ def top_accuracy() -> dict:
         params = common.write_params(workspace, {"backbone.precision": precision, "mlflow.log_model": False})
         row: dict = {"accuracy_by_seed": {}}
         with common.inside(workspace):
-            speed = extraction.write_bottleneck(params)
-            feature_sets[precision] = features.load(Path("data/features/train.npz")).features
+            tracked = common.NullRun()
+            stages.bottleneck.run(params, tracked)
+            speed = {key.removeprefix("bottleneck_"): value for key, value in tracked.metrics.items()}
+            feature_sets[precision] = features.load("train").features
             for seed in SEEDS:
                 keras.backend.clear_session()
                 seeded = common.write_params(workspace, {"seed": seed, "backbone.precision": precision,
                                                          "mlflow.log_model": False})
                 started = time.perf_counter()
-                metrics = transfer.train_top(seeded, common.NullRun())
+                stages.top.run(seeded, common.NullRun())
+                metrics = json.loads(Path("metrics/top.json").read_text())
                 row["accuracy_by_seed"][str(seed)] = metrics["accuracy"]
                 row.setdefault("top_seconds", []).append(round(time.perf_counter() - started, 1))
                 row.setdefault("svm_accuracy_by_seed", {})[str(seed)] = metrics["svm_accuracy"]
@@ -308,9 +314,6 @@ def top_accuracy() -> dict:
 
 def finetune_steps(side: int, quick: bool) -> dict:
     """Train steps/s of the project's finetune model, float32 vs mixed_bfloat16, batch 32."""
-    from imgclf import finetuning
-    from imgclf.models.top import build_top
-
     out = {}
     for precision in PRECISIONS:
         keras.backend.clear_session()
@@ -321,9 +324,9 @@ def finetune_steps(side: int, quick: bool) -> dict:
         determinism.seed_everything(params.seed)
         determinism.set_precision("float32")  # top's head is saved in float32
         feature_side = side // 32
-        head = build_top((feature_side, feature_side, 512), 2, params.top.units, params.top.dropout)
+        head = heads.top((feature_side, feature_side, 512), 2, params.top.units, params.top.dropout)
         determinism.set_precision(precision)
-        model, _ = finetuning.build_finetune_model(params, head, (side, side, 3), 2, None)
+        model, _ = finetune.build(params.backbone, params.seed, None, head, (side, side, 3), 2)
         model.compile(optimizer=keras.optimizers.SGD(1e-4, momentum=0.9), loss="categorical_crossentropy",
                       metrics=["accuracy"])
         batch = params.finetune.batch_size

@@ -28,22 +28,18 @@ RESULTS = HERE / "results"
 VENV_BIN = Path(sys.executable).parent
 
 sys.path.insert(0, str(HERE))
-# The imgclf of this checkout, not whichever one the venv's editable install points to.
+# The imgclf of this checkout, not whichever one the venv's editable install points to, and its
+# stage modules (`import stages.top`).
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))
+from imgclf.params import apply_overrides, set_dotted  # noqa: E402, F401 - shared with the benchmarks
+
 from machine import machine_info  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 # --- params and workspaces -----------------------------------------------------------------
-
-
-def set_dotted(mapping: dict, dotted: str, value: Any) -> None:
-    """mapping["a"]["b"] = value for dotted = "a.b" (the way `dvc exp run -S` names keys)."""
-    *parents, last = dotted.split(".")
-    for key in parents:
-        mapping = mapping[key]
-    mapping[last] = value
 
 
 def raw_params(overrides: dict[str, Any] | None = None) -> dict:
@@ -84,10 +80,18 @@ def inside(folder: Path) -> Iterator[Path]:
 
 
 class NullRun:
-    """A stand-in for tracking.StageRun: the project's stage functions, without MLflow I/O."""
+    """A stand-in for imgclf.tracking.runs.StageRun: a stage's recipe without MLflow I/O.
+
+    It keeps the metrics a recipe logs (`metrics`), e.g. the bottleneck stage's throughput.
+    """
+
+    def __init__(self) -> None:
+        self.metrics: dict[str, float] = {}
 
     def log_params(self, *args: Any, **kwargs: Any) -> None: ...
-    def log_metrics(self, *args: Any, **kwargs: Any) -> None: ...
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        self.metrics.update(metrics)
+
     def log_history(self, *args: Any, **kwargs: Any) -> None: ...
     def set_tags(self, *args: Any, **kwargs: Any) -> None: ...
     def log_artifact(self, *args: Any, **kwargs: Any) -> None: ...
@@ -103,7 +107,7 @@ def stage_env(workspace: Path, source_root: Path = ROOT) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("DVC_")}
     env.update(
         PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
-        PYTHONPATH=str(source_root / "src"),
+        PYTHONPATH=f"{source_root / 'src'}{os.pathsep}{source_root}",  # imgclf, and `-m stages.<stage>`
         MLFLOW_TRACKING_URI=f"sqlite:///{workspace / 'mlflow.db'}",
         DVC_NO_ANALYTICS="1",
         TF_CPP_MIN_LOG_LEVEL="2",
@@ -135,14 +139,6 @@ def clone_project(prefix: str) -> Path:
     clone = Path(tempfile.mkdtemp(prefix=prefix, dir=WORK)) / "project"
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
     return clone
-
-
-def apply_overrides(params_file: Path, overrides: dict[str, Any]) -> None:
-    """Write dotted overrides (a profile such as profiles/tiny.yaml) into a params.yaml."""
-    raw = yaml.safe_load(params_file.read_text())
-    for key, value in overrides.items():
-        set_dotted(raw, key, value)
-    params_file.write_text(yaml.safe_dump(raw, sort_keys=False))
 
 
 def dvc_repro(project: Path, env: dict[str, str], *args: str) -> dict[str, Any]:

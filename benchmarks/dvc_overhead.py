@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
+import common
 
 TARGET_NOOP_S = 3.0
 EXPECTED_AFTER_TOP = ["top", "finetune", "report"]

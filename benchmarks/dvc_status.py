@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import filesystem, machine_info  # noqa: E402
+from machine import filesystem, machine_info
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "dvc_status.json"

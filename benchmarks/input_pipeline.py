@@ -11,7 +11,7 @@ Adam. The same 1,000 training images, model, seed and batch size, fed by:
   (c) memory:   the decoded images as in-memory tensors (tf.data from_tensor_slices, batched):
       no input work at all, so the compute-bound limit. It has no augmentation: measured once,
       it is the limit of both rows.
-(a) and (c) reach fit() as the training stages' datasets do (imgclf.training.endless: one
+(a) and (c) reach fit() as the training stages' datasets do (imgclf.fit.endless: one
 endless iterator, steps = one pass); (b) is a Keras PyDataset, fed as the chapter feeds it.
 Augmentation off and on (horizontal flip, zoom 0.3, shear 0.3; ImageDataGenerator's shear_range is
 in degrees, so it gets atan(0.3) = 16.7 degrees, the same shear). Side by side: each feed is fitted
@@ -39,14 +39,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from imgclf import augmentation, determinism, fit
+from imgclf.data import pipeline
 
-from imgclf import augmentation, determinism, training  # noqa: E402
-from imgclf.data import pipeline  # noqa: E402
+import common
 
 PHOTO_TRAIN, PHOTO_TEST = 500, 100  # per class: 1,200 JPEGs
 PHOTO_SIZE = (150, 150)
@@ -57,7 +57,7 @@ AUGMENT = {"augmentation.horizontal_flip": "auto", "augmentation.zoom": 0.3, "au
            "augmentation.rotation": 0.0, "augmentation.translation": 0.0}
 # The rate the targets are checked on: images / seconds of the measured epochs, stalls included
 # (the median batch interval, kept beside it, hides stalls between epochs: the very thing that
-# made the pipeline slow before training.endless()). On a busy machine both move; run it quiet.
+# made the pipeline slow before fit.endless()). On a busy machine both move; run it quiet.
 RATE = "images_per_s"
 TARGETS = {  # (feed a / feed c, feed a / feed b) at least
     "off": (0.95, 2.0),
@@ -112,8 +112,8 @@ def fit_once(build, feed, steps_per_epoch: int | None, epochs: int, seed: int, p
     timer = EpochTimer()
     data = feed()
     if isinstance(data, tf.data.Dataset) and steps_per_epoch is None:
-        # As training.fit feeds every stage: one endless iterator, epochs of one pass (see endless()).
-        data, steps_per_epoch = training.endless(data)
+        # As imgclf.fit.fit feeds every stage: one endless iterator, epochs of one pass (see endless()).
+        data, steps_per_epoch = fit.endless(data)
     model.fit(data, epochs=1 + epochs, steps_per_epoch=steps_per_epoch, callbacks=[timer], verbose=0)
     determinism.set_precision("float32")
     return timer
@@ -167,7 +167,7 @@ def with_ratios(row: dict, targets: tuple[float, float]) -> dict:
 
 def in_memory(dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
     """Every (image, label) of a batched dataset as two arrays."""
-    images, labels = zip(*[(x.numpy(), y.numpy()) for x, y in dataset])
+    images, labels = zip(*[(x.numpy(), y.numpy()) for x, y in dataset], strict=True)
     return np.concatenate(images), np.concatenate(labels)
 
 

@@ -4,7 +4,7 @@ the bottleneck stage on 1,000 vs 10,000 images.
 The archive is generated once (benchmarks/work/archives/): Kaggle's layout, train/cat.N.jpg and
 train/dog.N.jpg, small photo-like JPEGs of 48-96 px. The 50,000-image archive holds the 25,000
 images twice under new names (train/cat.12500.jpg ...): the split checks names, not content.
-Each stage runs as the pipeline runs it, `python stages/<stage>.py` in a workspace with its own
+Each stage runs as the pipeline runs it, `python -m stages.<stage>` in a workspace with its own
 params.yaml and MLflow store; the figures are that process's wall time and peak RSS (ru_maxrss
 from wait4: the stage process, and any child it waited for). The split takes every image
 (25,000: 10,000 train + 2,500 test per class; 50,000: twice that).
@@ -25,7 +25,7 @@ import zipfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
+import common
 
 TARGET_RSS_MIB = 500.0
 FLAT_TOLERANCE = 0.10  # "flat": peak RSS at 2x the archive within 10 % (+ a few MiB) of 1x
@@ -55,9 +55,8 @@ def _parts(name: str) -> tuple[str, str, str, str]:
     return folder, label, number, extension
 
 
-def run_stage(workspace: Path, stage_script: str) -> dict:
-    result = common.run_measured([sys.executable, str(common.ROOT / "stages" / stage_script)], workspace,
-                                 common.stage_env(workspace))
+def run_stage(workspace: Path, stage: str) -> dict:
+    result = common.run_measured([sys.executable, "-m", f"stages.{stage}"], workspace, common.stage_env(workspace))
     result["output_tail"] = result.pop("output").splitlines()[-2:]
     return result
 
@@ -71,8 +70,8 @@ def download_and_split(archive: Path, images: int) -> dict:
         "data.train_per_class": per_class * 4 // 5, "data.test_per_class": per_class // 5,
         "mlflow.log_model": False,
     })
-    download = run_stage(workspace, "download.py")
-    split = run_stage(workspace, "split.py")
+    download = run_stage(workspace, "download")
+    split = run_stage(workspace, "split")
     files = sum(1 for _ in (workspace / "data" / "split").rglob("*.jpg"))
     print(f"  {images} images: download {download['seconds']:.1f} s, {download['peak_rss_mib']:.0f} MiB; "
           f"split {split['seconds']:.1f} s, {split['peak_rss_mib']:.0f} MiB ({files} files)", flush=True)
@@ -94,7 +93,7 @@ def bottleneck(split_root: Path, train_per_class: int, test_per_class: int) -> d
         "data.source": "dogs-vs-cats", "image.size": [32, 32], "backbone.name": "vgg16",
         "backbone.weights": "none", "backbone.precision": "mixed_bfloat16", "mlflow.log_model": False,
     })
-    result = run_stage(workspace, "bottleneck_features.py")
+    result = run_stage(workspace, "bottleneck")
     features_mib = sum(path.stat().st_size for path in (workspace / "data" / "features").iterdir()) / 2**20
     print(f"  bottleneck {images} images: {result['seconds']:.1f} s, {result['peak_rss_mib']:.0f} MiB "
           f"(features {features_mib:.1f} MiB)", flush=True)

@@ -1,18 +1,28 @@
 """augmented: the same simple CNN, trained on randomly transformed images (one fused affine each)."""
 
-from functools import partial
-
-from imgclf import augmentation, stage, training
+from imgclf import augmentation, determinism, fit, publish, stage
+from imgclf.data import pipeline
 from imgclf.models import cnn
 
+SECTIONS = ["seed", "data", "image", "mlflow", "cnn", "augmentation", "augmented"]
 
-def work(params, run) -> None:
-    training.train_classifier(
-        "augmented", params, run, params.augmented,
-        partial(cnn.build_simple_cnn, cnn=params.cnn), precision=params.cnn.precision,
-        augment=partial(augmentation.augment_dataset, augmentation=params.augmentation, seed=params.seed),
+
+def run(params, tracked) -> None:
+    settings = params.augmented
+    determinism.seed_everything(params.seed)
+    determinism.set_precision(params.cnn.precision)
+    data = pipeline.load_split(params, settings.batch_size)
+    train = augmentation.augment_dataset(data.train, params.augmentation, params.seed)  # endless
+    model = cnn.build_simple_cnn(data.input_shape, len(data.class_names), params.cnn)
+    fitted = fit.fit(
+        model, train, data.validation, settings, "augmented", data.class_counts,
+        steps_per_epoch=data.steps_per_epoch,
+    )
+    publish.model_stage(
+        "augmented", model, fitted, data.test, data.class_names, tracked,
+        log_model=params.mlflow.log_model, extra_metrics={"train_images": data.train_size},
     )
 
 
 if __name__ == "__main__":
-    stage.run("augmented", ["seed", "data", "image", "mlflow", "cnn", "augmentation", "augmented"], work)
+    stage.main("augmented", SECTIONS, run)

@@ -1,17 +1,24 @@
 """baseline: the chapter's simple CNN on data/split, without augmentation."""
 
-from functools import partial
-
-from imgclf import stage, training
+from imgclf import determinism, fit, publish, stage
+from imgclf.data import pipeline
 from imgclf.models import cnn
 
+SECTIONS = ["seed", "data", "image", "mlflow", "cnn", "baseline"]
 
-def work(params, run) -> None:
-    training.train_classifier(
-        "baseline", params, run, params.baseline,
-        partial(cnn.build_simple_cnn, cnn=params.cnn), precision=params.cnn.precision,
+
+def run(params, tracked) -> None:
+    settings = params.baseline
+    determinism.seed_everything(params.seed)
+    determinism.set_precision(params.cnn.precision)
+    data = pipeline.load_split(params, settings.batch_size)
+    model = cnn.build_simple_cnn(data.input_shape, len(data.class_names), params.cnn)
+    fitted = fit.fit(model, data.train, data.validation, settings, "baseline", data.class_counts)
+    publish.model_stage(
+        "baseline", model, fitted, data.test, data.class_names, tracked,
+        log_model=params.mlflow.log_model, extra_metrics={"train_images": data.train_size},
     )
 
 
 if __name__ == "__main__":
-    stage.run("baseline", ["seed", "data", "image", "mlflow", "cnn", "baseline"], work)
+    stage.main("baseline", SECTIONS, run)

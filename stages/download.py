@@ -3,12 +3,14 @@
 from imgclf import stage
 from imgclf.data import sources
 
+SECTIONS = ["data"]
 
-def work(params, run) -> None:
+
+def run(params, tracked) -> None:
     summary = sources.download(params)
     print(sources.describe_download(summary), flush=True)
-    run.set_tags({"data.source": summary["source"], "data.raw_sha256": summary["sha256"]})
+    tracked.set_tags({"data.source": summary["source"], "data.raw_sha256": summary["sha256"]})
 
 
 if __name__ == "__main__":
-    stage.run("download", ["data"], work)
+    stage.main("download", SECTIONS, run)

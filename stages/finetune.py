@@ -1,15 +1,41 @@
-"""finetune: the backbone with top's trained head, last block trainable, on augmented images."""
+"""finetune: the backbone with top's trained head, its last block trained on augmented images."""
 
-from imgclf import finetuning, stage
+import keras
+
+from imgclf import augmentation, determinism, fit, model_file, paths, publish, stage
+from imgclf.data import pipeline
+from imgclf.errors import UserError
+from imgclf.models import backbones, finetune
+
+SECTIONS = ["seed", "data", "image", "mlflow", "backbone", "augmentation", "finetune"]
+TOP_MISSING = "run the top stage first (dvc repro top)"
 
 
-def work(params, run) -> None:
-    finetuning.finetune(params, run)
+def run(params, tracked) -> None:
+    settings, backbone = params.finetune, params.backbone
+    backbones.check(backbone)
+    weights = backbones.resolve_weights(backbone)  # an offline `imagenet` stops here, before any output
+    facts = backbones.describe(backbone)
+    tracked.set_tags({"backbone": facts["backbone"], "weights": facts["weights"]})
+    if not paths.model_file("top").is_file():
+        raise UserError(f"{paths.model_file('top')}: not found: {TOP_MISSING}")
+    determinism.seed_everything(params.seed)
+    determinism.set_precision(backbone.precision)
+    data = pipeline.load_split(params, settings.batch_size, rescale=False)  # the model preprocesses 0..255
+    train = augmentation.augment_dataset(data.train, params.augmentation, params.seed)  # endless
+    # Loaded after seeding: Dropout's seed generator is created at load time.
+    head = model_file.load(paths.model_file("top"), TOP_MISSING)
+    model, frozen = finetune.build(backbone, params.seed, weights, head, data.input_shape, len(data.class_names))
+    optimizer = keras.optimizers.SGD(learning_rate=settings.learning_rate, momentum=settings.momentum)
+    fitted = fit.fit(
+        model, train, data.validation, settings, "finetune", data.class_counts,
+        steps_per_epoch=data.steps_per_epoch, optimizer=optimizer,
+    )
+    publish.model_stage(
+        "finetune", model, fitted, data.test, data.class_names, tracked, log_model=params.mlflow.log_model,
+        extra_metrics=facts | {"frozen_layers": frozen, "train_images": data.train_size},
+    )
 
 
 if __name__ == "__main__":
-    stage.run(
-        "finetune",
-        ["seed", "data", "image", "mlflow", "backbone", "augmentation", "finetune"],
-        work,
-    )
+    stage.main("finetune", SECTIONS, run)

@@ -1,12 +1,28 @@
 """perceptron: the chapter's softmax regression in low-level TensorFlow, on data/split."""
 
-from imgclf import stage
+import math
+
+from imgclf import determinism, lowlevel, publish, stage
+from imgclf.data import pipeline
 from imgclf.models import perceptron
 
+SECTIONS = ["seed", "data", "image", "mlflow", "perceptron"]
 
-def work(params, run) -> None:
-    perceptron.train_perceptron(params, run)
+
+def run(params, tracked) -> None:
+    settings = params.perceptron
+    determinism.seed_everything(params.seed)
+    data = pipeline.load_split(params, settings.batch_size)
+    model = perceptron.SoftmaxRegression(
+        math.prod(data.input_shape), len(data.class_names), settings.init_stddev, params.seed
+    )
+    fitted = lowlevel.train(model, data, settings, "perceptron")
+    publish.model_stage(
+        "perceptron", model.to_keras(data.input_shape), fitted, data.test, data.class_names, tracked,
+        log_model=params.mlflow.log_model,
+        extra_metrics={"steps": settings.steps, "train_images": data.train_size},
+    )
 
 
 if __name__ == "__main__":
-    stage.run("perceptron", ["seed", "data", "image", "mlflow", "perceptron"], work)
+    stage.main("perceptron", SECTIONS, run)

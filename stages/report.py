@@ -2,11 +2,13 @@
 
 from imgclf import report, stage
 
+SECTIONS = ["report", "mlflow"]
 
-def work(params, run) -> None:
-    frame = report.build_report(params, run)
+
+def run(params, tracked) -> None:
+    frame = report.build_report(params, tracked)
     print(report.render(frame), flush=True)
 
 
 if __name__ == "__main__":
-    stage.run("report", ["report", "mlflow"], work)
+    stage.main("report", SECTIONS, run)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -11,17 +12,19 @@ import pytest
 import yaml
 from PIL import Image
 
+from imgclf.params import set_dotted
+
 REPO = Path(__file__).resolve().parents[1]
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Stage processes run as `python -m stages.<stage>` in temp workspaces: the repo's stages/ must be
+# importable from there (a DVC project's own copy still wins: for -m, the cwd comes first).
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
 
 
-def set_dotted(mapping: dict, dotted: str, value: Any) -> None:
-    """mapping["a"]["b"] = value for dotted = "a.b"."""
-    *parents, last = dotted.split(".")
-    for key in parents:
-        mapping = mapping[key]
-    mapping[last] = value
+def stage_argv(name: str) -> list[str]:
+    """The command line that runs one stage, as dvc.yaml runs it."""
+    return [sys.executable, "-m", f"stages.{name}"]
 
 
 @pytest.fixture
@@ -135,11 +138,14 @@ def tiny_training(make_split: Callable[..., Path], write_params: Callable[..., A
 
 @pytest.fixture
 def run_stage_script(workspace: Path) -> Callable[[str], None]:
-    """run_stage_script("baseline"): run stages/baseline.py in-process, as `python stages/baseline.py`."""
+    """run_stage_script("baseline"): run stages/baseline.py in-process, as `python -m stages.baseline`."""
     import runpy
+    import sys
 
     def run(name: str) -> None:
-        runpy.run_path(str(REPO / "stages" / f"{name}.py"), run_name="__main__")
+        if str(REPO) not in sys.path:
+            sys.path.insert(0, str(REPO))
+        runpy.run_module(f"stages.{name}", run_name="__main__", alter_sys=False)
 
     return run
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from imgclf.params import apply_overrides
+
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 
@@ -44,14 +46,8 @@ def make_project(root: Path, stages: list[str], overrides: dict[str, Any] | None
     pipeline = yaml.safe_load((REPO / "dvc.yaml").read_text())
     kept = {name: pipeline["stages"][name] for name in stages}
     (root / "dvc.yaml").write_text(yaml.safe_dump({"stages": kept}, sort_keys=False))
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    for dotted, value in (overrides or {}).items():
-        *parents, last = dotted.split(".")
-        node = raw
-        for key in parents:
-            node = node[key]
-        node[last] = value
-    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    shutil.copy(REPO / "params.yaml", root / "params.yaml")
+    apply_overrides(root / "params.yaml", overrides or {})
     run(["git", "init", "-q"], root)
     run(["git", "config", "user.email", "test@example.com"], root)
     run(["git", "config", "user.name", "test"], root)

@@ -13,13 +13,19 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from archive_builders import (
-    corrupt_member, encrypt_flag, good_jpeg, kaggle_files, petimages_files, write_zip,
-)
 
 from imgclf import paths
 from imgclf.data import archive, sources, split
 from imgclf.errors import UserError
+
+from archive_builders import (
+    corrupt_member,
+    encrypt_flag,
+    good_jpeg,
+    kaggle_files,
+    petimages_files,
+    write_zip,
+)
 
 
 def download(write_params, files: dict[str, bytes], tmp_path: Path, **overrides):
@@ -38,7 +44,7 @@ def test_kaggle_train_zip(workspace, write_params, tmp_path) -> None:
     metrics = split.split(config)
     assert metrics["total"] == {"train": 6, "test": 4}
     table = pd.read_csv(paths.MANIFEST)
-    assert all(Path(name).name.split(".")[0] == label for name, label in zip(table["path"], table["class"]))
+    assert all(Path(name).name.split(".")[0] == label for name, label in zip(table["path"], table["class"], strict=True))
 
 
 def test_petimages_zip(workspace, write_params, tmp_path) -> None:
@@ -172,6 +178,7 @@ def test_relative_archive_path_resolves_in_the_main_workspace(workspace, write_p
 def test_camera_jpeg_with_a_second_picture_is_a_jpeg(workspace, write_params, tmp_path) -> None:
     """Pillow opens multi-picture camera JPEGs as format 'MPO': they are JPEGs, not skips."""
     from PIL import Image
+
     from archive_builders import encode, real_photos
 
     mpo = encode(real_photos()[0], "MPO", save_all=True, append_images=[real_photos()[1]])

@@ -29,9 +29,9 @@ def test_flip_mirrors_exactly_about_half_the_images():
     batch = images(count=64)
     layer = augmentation.from_params(dataclasses.replace(NONE, horizontal_flip=True))
     output = layer(batch, seed=SEED).numpy()
-    mirrored = [np.allclose(out, image[:, ::-1], atol=1e-6) for out, image in zip(output, batch)]
-    unchanged = [np.allclose(out, image, atol=1e-6) for out, image in zip(output, batch)]
-    assert all(m or u for m, u in zip(mirrored, unchanged))
+    mirrored = [np.allclose(out, image[:, ::-1], atol=1e-6) for out, image in zip(output, batch, strict=True)]
+    unchanged = [np.allclose(out, image, atol=1e-6) for out, image in zip(output, batch, strict=True)]
+    assert all(m or u for m, u in zip(mirrored, unchanged, strict=True))
     assert 16 < sum(mirrored) < 48
 
 
@@ -78,7 +78,7 @@ def test_augment_dataset_is_endless_deterministic_and_keeps_labels():
 
     assert augmentation.augment_dataset(dataset, params, seed=3).cardinality() == tf.data.INFINITE_CARDINALITY
     run_one, run_two = first_batches(4), first_batches(4)
-    for (x1, y1), (x2, y2) in zip(run_one, run_two):
+    for (x1, y1), (x2, y2) in zip(run_one, run_two, strict=True):
         np.testing.assert_array_equal(x1, x2)
         np.testing.assert_array_equal(y1, y2)
     np.testing.assert_array_equal(run_one[0][1], labels[:3])

@@ -8,24 +8,32 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 from typing import Callable
 
 import pandas as pd
 import pytest
-from archive_builders import (
-    BAD_FILES, JUNK, NON_RGB, bad_entry_name, corrupt_member, encrypt_flag, good_jpeg, kaggle_files,
-    photo_jpeg, write_zip,
-)
-from conftest import REPO
 from PIL import Image
 from test_params import CASES as PARAMS_CASES
 
 from imgclf import paths, stage
 from imgclf.data import sources, split
 from imgclf.errors import UserError
+
+from archive_builders import (
+    BAD_FILES,
+    JUNK,
+    NON_RGB,
+    bad_entry_name,
+    corrupt_member,
+    encrypt_flag,
+    good_jpeg,
+    kaggle_files,
+    photo_jpeg,
+    write_zip,
+)
+from conftest import stage_argv
 
 GOOD_PER_CLASS = 8
 QUOTA = {"data.test_per_class": 3, "data.train_per_class": 5}  # = GOOD_PER_CLASS: every good one is used
@@ -61,7 +69,7 @@ def unchanged_outside_data(workspace: Path):
     assert snapshot(workspace) == taken["before"]
 
 
-# --- params: every invalid kind, through stage.run (what every stage script calls) ---------
+# --- params: every invalid kind, through stage.main (what every stage script calls) ---------
 
 
 @pytest.mark.parametrize("text, pattern", [case[1:] for case in PARAMS_CASES],
@@ -73,7 +81,7 @@ def test_bad_params_stop_the_stage_with_one_line(workspace, capsys, unchanged_ou
     (workspace / "params.yaml").write_text(text)
     unchanged_outside_data()
     with pytest.raises(SystemExit) as stopped:
-        stage.run("split", ["seed", "data"], lambda config, run: pytest.fail("the stage's work ran"))
+        stage.main("split", ["seed", "data"], lambda config, tracked: pytest.fail("the stage's work ran"))
     assert stopped.value.code == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and re.fullmatch("imgclf: " + pattern, err[0]), err
@@ -291,7 +299,7 @@ def test_one_class_archive_is_a_shortfall(workspace, write_params, unchanged_out
 
 
 def run_stage(name: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "stages" / f"{name}.py")], cwd=cwd,
+    return subprocess.run(stage_argv(name), cwd=cwd,
                           capture_output=True, text=True, timeout=180)
 
 

@@ -23,7 +23,7 @@ def test_seeded_keras_models_start_identical():
         determinism.seed_everything(3)
         return keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)]).get_weights()
 
-    for first, second in zip(weights(), weights()):
+    for first, second in zip(weights(), weights(), strict=True):
         np.testing.assert_array_equal(first, second)
 
 

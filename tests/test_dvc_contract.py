@@ -1,59 +1,26 @@
-"""dvc.yaml is complete and minimal: every stage's code deps are exactly what its script imports.
+"""dvc.yaml is complete and minimal: stage name = module name, and code deps are exactly the imports.
 
-For each stage run as `python stages/<name>.py`, a subprocess imports the script the way Python
-runs it (stages/ first on sys.path), collects the `imgclf*` modules it loaded, and maps them to
-files. Those files plus the script must be exactly the stage's .py deps: a missing one would
+For each stage, run as `python -m stages.<name>`, a fresh interpreter imports the module the way
+Python runs it and collects the project modules it loaded (imgclf.stage_deps, the same code as
+`python -m imgclf deps`). Those files must be exactly the stage's .py deps: a missing one would
 leave a stale result after a code change, an extra one re-runs a stage for nothing.
 """
 
 from __future__ import annotations
 
 import ast
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from imgclf import stage_deps
+
 from conftest import REPO
-
-# Runs in a fresh interpreter: imports each stage script in turn, forgetting the imgclf modules
-# between scripts (third-party ones stay loaded: that only saves time).
-IMPORT_PROBE = r"""
-import importlib.util, json, sys
-from pathlib import Path
-
-repo, scripts = Path(sys.argv[1]), sys.argv[2:]
-sys.path.insert(0, str(repo / "stages"))
-sys.path.insert(1, str(repo / "src"))
-found = {}
-for script in scripts:
-    for name in [name for name in sys.modules if name == "imgclf" or name.startswith("imgclf.")]:
-        del sys.modules[name]
-    spec = importlib.util.spec_from_file_location("stage_under_test", repo / script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    files = []
-    for name, loaded in sys.modules.items():
-        if name == "imgclf" or name.startswith("imgclf."):
-            files.append(Path(loaded.__file__).resolve().relative_to(repo).as_posix())
-    found[script] = sorted(files)
-print("IMPORTS=" + json.dumps(found))
-"""
 
 
 def dvc_stages() -> dict[str, dict]:
     return yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-
-
-def script_of(stage: dict) -> str | None:
-    """stages/<name>.py for a `python stages/<name>.py` command, else None."""
-    words = stage["cmd"].split() if isinstance(stage.get("cmd"), str) else []
-    if len(words) >= 2 and words[0] in ("python", "python3") and words[1].startswith("stages/"):
-        return words[1]
-    return None
 
 
 def entry_names(entries: list) -> list[str]:
@@ -63,29 +30,35 @@ def entry_names(entries: list) -> list[str]:
 
 @pytest.fixture(scope="module")
 def imports() -> dict[str, list[str]]:
-    scripts = sorted({script for stage in dvc_stages().values() if (script := script_of(stage))})
-    result = subprocess.run(
-        [sys.executable, "-c", IMPORT_PROBE, str(REPO), *scripts],
-        capture_output=True, text=True, cwd=REPO, timeout=300,
-        env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    line = next(line for line in result.stdout.splitlines() if line.startswith("IMPORTS="))
-    return json.loads(line[len("IMPORTS="):])
+    return stage_deps.imports(REPO, sorted(dvc_stages()))
+
+
+def test_every_stage_has_a_module_of_its_name_and_nothing_else_is_there():
+    modules = {path.stem for path in (REPO / "stages").glob("*.py") if path.stem != "__init__"}
+    assert modules == set(dvc_stages())
+    for name, stage in dvc_stages().items():
+        assert stage["cmd"] == stage_deps.stage_command(name), name
 
 
 @pytest.mark.parametrize("name", sorted(dvc_stages()))
 def test_code_deps_are_exactly_the_imports(name, imports):
-    stage = dvc_stages()[name]
-    script = script_of(stage)
-    assert script, f"{name}: cmd should be `python stages/<name>.py`, got {stage.get('cmd')!r}"
-    deps = entry_names(stage.get("deps"))
+    deps = entry_names(dvc_stages()[name].get("deps"))
     code_deps = {dep for dep in deps if dep.endswith(".py")}
-    expected = {script, *imports[script]}
-    assert not code_deps - expected, f"{name}: deps not imported by {script}: {sorted(code_deps - expected)}"
-    assert not expected - code_deps, f"{name}: imports missing from deps: {sorted(expected - code_deps)}"
+    expected = set(imports[name])
+    assert not code_deps - expected, f"{name}: deps not imported: {sorted(code_deps - expected)} (python -m imgclf deps --write)"
+    assert not expected - code_deps, f"{name}: imports missing from deps: {sorted(expected - code_deps)} (python -m imgclf deps --write)"
     folders = [dep for dep in deps if dep.startswith(("src", "stages")) and not dep.endswith(".py")]
     assert not folders, f"{name}: code folders as deps re-run the stage for any change: {folders}"
+
+
+def test_rewrite_restores_drifted_deps_and_keeps_everything_else(imports):
+    text = (REPO / "dvc.yaml").read_text()
+    drifted = text.replace("      - src/imgclf/fit.py\n", "", 1).replace(
+        "      - stages/top.py\n", "      - stages/top.py\n      - src/imgclf/cli.py\n", 1)
+    assert drifted != text
+    rewritten = stage_deps.rewrite(drifted, imports)
+    assert yaml.safe_load(rewritten) == yaml.safe_load(text)
+    assert stage_deps.rewrite(text, imports) == text
 
 
 @pytest.mark.parametrize("name", sorted(dvc_stages()))

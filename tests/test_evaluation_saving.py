@@ -7,7 +7,7 @@ import h5py
 import keras
 import numpy as np
 
-from imgclf import evaluation
+from imgclf import model_file
 
 
 def test_saved_model_has_no_optimizer_state_and_same_predictions(tmp_path):
@@ -16,7 +16,7 @@ def test_saved_model_has_no_optimizer_state_and_same_predictions(tmp_path):
     x = np.random.default_rng(0).normal(size=(16, 4)).astype("float32")
     model.fit(x, np.zeros((16, 3)), epochs=1, verbose=0)
     target = tmp_path / "model.keras"
-    evaluation.without_optimizer(model).save(target)
+    model_file.without_optimizer(model).save(target)
     with zipfile.ZipFile(target) as archive, h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as weights:
         assert "optimizer" not in weights
     loaded = keras.saving.load_model(target, safe_mode=True)
@@ -39,7 +39,7 @@ def test_saved_model_bytes_do_not_depend_on_when_or_where_it_was_saved(tmp_path,
 
     paths = [tmp_path / "a.keras", tmp_path / "b.keras"]
     keep_alive = [build()]
-    evaluation.save_model(keep_alive[0], paths[0])
+    model_file.save(keep_alive[0], paths[0])
 
     class Later(datetime.datetime):
         @classmethod
@@ -48,7 +48,7 @@ def test_saved_model_bytes_do_not_depend_on_when_or_where_it_was_saved(tmp_path,
 
     monkeypatch.setattr(datetime, "datetime", Later)
     keep_alive.append(build())
-    evaluation.save_model(keep_alive[1], paths[1])
+    model_file.save(keep_alive[1], paths[1])
 
     assert paths[0].read_bytes() == paths[1].read_bytes()
     x = np.random.default_rng(1).normal(size=(5, 4, 4, 1)).astype("float32")

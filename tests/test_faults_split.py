@@ -26,11 +26,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO
 
 from imgclf import atomic, paths
 from imgclf.data import split
 from imgclf.errors import UserError
+
+from conftest import REPO, stage_argv
 
 SMALL = {"data.train_per_class": 6, "data.test_per_class": 2}
 LARGER = {"data.train_per_class": 10, "data.test_per_class": 3}
@@ -205,7 +206,7 @@ elif kind in ("erofs", "eacces"):
         raise OSError(code, os.strerror(code), kwargs.get("dir"))
     tempfile.mkdtemp = mkdtemp
 sys.argv = sys.argv[2:]
-runpy.run_path(sys.argv[0], run_name="__main__")
+runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
 """
 
 
@@ -217,7 +218,7 @@ def without_mlflow_store_setup(stderr: str) -> list[str]:
 
 def stage_env() -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO / "src")
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), str(REPO)])
     return env
 
 
@@ -227,7 +228,7 @@ def stage_env() -> dict[str, str]:
 def test_stage_script_reports_write_faults_in_one_line(good_split, mlflow_store, write_params, workspace: Path,
                                                        kind: str, strerror: str) -> None:
     write_params(LARGER)
-    script = str(REPO / "stages" / "split.py")
+    script = "stages.split"
     result = subprocess.run([sys.executable, "-c", INJECT, kind, script], cwd=workspace, env=stage_env(),
                             capture_output=True, text=True, timeout=180)
     assert result.returncode == 2, result.stderr[-2000:]
@@ -241,7 +242,7 @@ def test_stage_script_reports_write_faults_in_one_line(good_split, mlflow_store,
 def test_sigkill_midway_then_rerun(good_split, mlflow_store, write_params, workspace: Path) -> None:
     """A real SIGKILL: `finally` never runs, so the temp folder stays until the next run removes it."""
     write_params({"data.train_per_class": 400, "data.test_per_class": 100})
-    process = subprocess.Popen([sys.executable, str(REPO / "stages" / "split.py")], cwd=workspace,
+    process = subprocess.Popen(stage_argv("split"), cwd=workspace,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     temp = []
@@ -279,7 +280,7 @@ set -u
 mount -t tmpfs -o size=$SIZE tmpfs data
 cp -a "$SEED"/. data/
 [ "$MODE" = ro ] && mount -o remount,ro data
-"$PYTHON" "$STAGE" 2>stage.err
+"$PYTHON" -m "$STAGE" 2>stage.err
 echo "exit=$?"
 find data -mindepth 1 -maxdepth 1 -name '.*' | sed 's/^/hidden=/'
 sha256sum data/split/manifest.csv
@@ -294,7 +295,7 @@ def test_real_full_or_read_only_filesystem(good_split, mlflow_store, write_param
     used = sum(path.stat().st_size + 4096 for path in seed.rglob("*") if path.is_file())
     write_params({"data.train_per_class": 400, "data.test_per_class": 100})
     env = dict(os.environ, SIZE=str(used + 256 * 1024), MODE=mode, PYTHON=sys.executable, SEED=str(seed),
-               STAGE=str(REPO / "stages" / "split.py"))
+               STAGE="stages.split")
     result = subprocess.run(["unshare", "-m", "sh", "-c", REAL_FS], cwd=workspace, env=env,
                             capture_output=True, text=True, timeout=300)
     stage_err = (workspace / "stage.err").read_text().strip().splitlines()

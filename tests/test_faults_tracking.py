@@ -12,14 +12,14 @@ import psutil
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import REPO
+from conftest import stage_argv
 from dvc_project import make_project, project_env, run
 from test_ui_browser import free_port, wait_until_up
 
 HOLD_RUN_OPEN = """
 import sys, time
-from imgclf import tracking
-with tracking.stage_run("baseline", "faults", {"seed": 1}) as run:
+from imgclf.tracking import runs
+with runs.stage_run("baseline", "faults", {"seed": 1}) as run:
     print(run.run_id, flush=True)
     time.sleep(600)
 """
@@ -45,9 +45,9 @@ def test_sigkill_leaves_running_run_that_the_next_stage_marks_killed(workspace, 
     holder.wait(timeout=30)
     client = MlflowClient(f"sqlite:///{mlflow_store}")
     assert client.get_run(run_id).info.status == "RUNNING"  # nothing could close it
-    from imgclf import tracking
+    from imgclf.tracking import runs
 
-    with tracking.stage_run("perceptron", "faults", {}):
+    with runs.stage_run("perceptron", "faults", {}):
         pass
     stale = client.get_run(run_id)
     assert stale.info.status == "KILLED"
@@ -67,7 +67,7 @@ def test_unreachable_tracking_server_fails_fast_with_one_line(workspace, monkeyp
     port = free_port()  # nothing listens there
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
     start = time.monotonic()
-    result = subprocess.run([sys.executable, str(REPO / "stages" / "download.py")], cwd=workspace,
+    result = subprocess.run(stage_argv("download"), cwd=workspace,
                             capture_output=True, text=True, timeout=120)
     elapsed = time.monotonic() - start
     lines = result.stderr.strip().splitlines()
@@ -89,7 +89,7 @@ def test_stage_logs_to_a_real_mlflow_server_over_http(workspace, monkeypatch):
         wait_until_up(url, server)
         monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
         monkeypatch.setenv("IMGCLF_PIPELINE_ID", "over-http")
-        result = subprocess.run([sys.executable, str(REPO / "stages" / "download.py")], cwd=workspace,
+        result = subprocess.run(stage_argv("download"), cwd=workspace,
                                 capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
         client = MlflowClient(url)
@@ -114,7 +114,7 @@ def test_sigkill_midway_then_dvc_repro_completes_without_stale_runs(tmp_path):
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and stage_process is None:
         for child in psutil.Process(repro.pid).children(recursive=True):
-            if "stages/split.py" in " ".join(child.cmdline()):
+            if "stages.split" in " ".join(child.cmdline()):
                 stage_process = child
         time.sleep(0.1)
     assert stage_process is not None, "the split stage never started"

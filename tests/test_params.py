@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, set_dotted
 
 from imgclf import params
 from imgclf.data.catalog import SOURCES
 from imgclf.errors import UserError
+
+from conftest import REPO, set_dotted, stage_argv
 
 ONE_LINE = re.compile(r"^imgclf: params\.yaml: (?P<key>[\w.]+) = (?P<value>.*): (?P<allowed>.+)$")
 
@@ -143,7 +143,7 @@ def test_stage_script_prints_one_line_and_exits_2(workspace: Path, case: str) ->
     name, text, pattern = next(item for item in CASES if item[0] == case)
     (workspace / "params.yaml").write_text(text)
     result = subprocess.run(
-        [sys.executable, str(REPO / "stages" / "split.py")],
+        stage_argv("split"),
         cwd=workspace, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 2, result.stderr

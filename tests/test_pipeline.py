@@ -12,7 +12,7 @@ from imgclf.errors import UserError
 
 
 def batches_to_arrays(dataset):
-    images, labels = zip(*[(x.numpy(), y.numpy()) for x, y in dataset])
+    images, labels = zip(*[(x.numpy(), y.numpy()) for x, y in dataset], strict=True)
     return np.concatenate(images), np.concatenate(labels)
 
 
@@ -46,8 +46,8 @@ def test_reiterated_data_is_not_autotuned_and_train_is(make_split, write_params)
 
 def test_raw_pixels_resized_rgb_and_no_validation(make_split, write_params):
     make_split(train=4, test=2, size=(16, 16))
-    config = write_params({"image.size": [16, 16], "data.validation_fraction": 0.0})
-    data = pipeline.load_split(config, batch_size=8, rescale=False, image_size=(32, 24), color_mode="rgb")
+    config = write_params({"image.size": [32, 24], "image.color_mode": "rgb", "data.validation_fraction": 0.0})
+    data = pipeline.load_split(config, batch_size=8, rescale=False)
     images, _ = batches_to_arrays(data.test)
     assert data.validation is None and data.train_size == 12
     assert images.shape == (6, 32, 24, 3) and images.max() > 200  # 0-255 for preprocess_input

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, set_dotted
 from mlflow.tracking import MlflowClient
+
+from conftest import REPO, set_dotted
 
 STAGES = ("download", "split")
 EXPERIMENT = "dvc-pipeline-test"
@@ -34,7 +35,7 @@ def make_repo(root: Path, store_template: Path) -> Path:
         set_dotted(raw, key, value)
     (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     (repo / "stages").mkdir()
-    for name in STAGES:
+    for name in ["__init__", *STAGES]:
         shutil.copy(REPO / "stages" / f"{name}.py", repo / "stages")
     shutil.copytree(REPO / "src" / "imgclf", repo / "src" / "imgclf",
                     ignore=shutil.ignore_patterns("__pycache__"))

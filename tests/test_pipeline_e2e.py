@@ -10,6 +10,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from imgclf.params import apply_overrides
+
 from conftest import REPO
 from dvc_project import make_project, run
 
@@ -18,10 +20,7 @@ TINY = yaml.safe_load((REPO / "profiles" / "tiny.yaml").read_text())
 
 
 def set_param(project: Path, dotted: str, value) -> None:
-    raw = yaml.safe_load((project / "params.yaml").read_text())
-    section, key = dotted.split(".")
-    raw[section][key] = value
-    (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    apply_overrides(project / "params.yaml", {dotted: value})
 
 
 def repro(project: Path) -> tuple[set[str], set[str]]:

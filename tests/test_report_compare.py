@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-from imgclf import lineage, report, tracking
+from imgclf import lineage, report
+from imgclf.tracking import queries, runs, store
+
+from conftest import stage_argv
 
 EXPERIMENT = "image-classification"
 ACCURACY = {"perceptron": 0.88, "baseline": 0.97, "augmented": 0.96, "top": 0.61, "finetune": 0.74}
 
 
 def lock_entry(stage: str, version: int) -> dict:
-    return {"cmd": f"python stages/{stage}.py",
+    return {"cmd": f"python -m stages.{stage}",
             "deps": [{"path": f"stages/{stage}.py", "hash": "md5", "md5": f"{stage}-{version}"}],
             "params": {"params.yaml": {f"{stage}.epochs": version}}}
 
@@ -26,7 +28,7 @@ def log_stage_run(stage: str, version: int, pipeline: str, monkeypatch, accuracy
     """A finished run as a stage would leave it, fingerprinted like dvc.lock version `version`."""
     monkeypatch.setenv("IMGCLF_PIPELINE_ID", pipeline)
     monkeypatch.setattr(lineage, "current_fingerprint", lambda name: lineage.fingerprint(lock_entry(name, version)))
-    with tracking.stage_run(stage, EXPERIMENT, {f"{stage}.epochs": version}) as run:
+    with runs.stage_run(stage, EXPERIMENT, {f"{stage}.epochs": version}) as run:
         run.log_history({"loss": [1.0, 0.5], "accuracy": [0.5, accuracy]})
         run.log_metrics({"accuracy": accuracy, "f1_macro": accuracy - 0.01, "loss": 1 - accuracy,
                          "trainable_params": 1000, "total_params": 2000, "epochs": 2,
@@ -47,8 +49,8 @@ def pipeline_runs(workspace, mlflow_store, monkeypatch):
 
 
 def test_leaderboard_ranks_every_model_stage(pipeline_runs):
-    client = tracking.MlflowClient(tracking.tracking_uri())
-    frame = report.leaderboard(report.runs_from_lock(client, EXPERIMENT), "accuracy")
+    client = store.client(store.tracking_uri())
+    frame = report.leaderboard(queries.runs_from_lock(client, EXPERIMENT), "accuracy")
     assert list(frame["stage"]) == sorted(ACCURACY, key=ACCURACY.get, reverse=True)
     assert list(frame["rank"]) == [1, 2, 3, 4, 5]
     top = frame.set_index("stage").loc["top"]
@@ -57,8 +59,8 @@ def test_leaderboard_ranks_every_model_stage(pipeline_runs):
 
 def test_lock_resolves_a_restored_stage_to_the_run_that_produced_it(pipeline_runs):
     ids, newer_top = pipeline_runs
-    client = tracking.MlflowClient(tracking.tracking_uri())
-    runs = report.runs_from_lock(client, EXPERIMENT)
+    client = store.client(store.tracking_uri())
+    runs = queries.runs_from_lock(client, EXPERIMENT)
     # dvc.lock says top is at version 1 (restored from the run-cache): the older run, not the newest.
     assert runs["top"].info.run_id == ids["top"] != newer_top
     assert {stage: run.info.run_id for stage, run in runs.items()} == ids
@@ -66,7 +68,7 @@ def test_lock_resolves_a_restored_stage_to_the_run_that_produced_it(pipeline_run
 
 def test_report_stage_writes_and_compare_prints_the_same_leaderboard(pipeline_runs, workspace):
     env_python = [sys.executable, "-m", "imgclf", "compare"]
-    result = subprocess.run([sys.executable, str(Path(report.__file__).parents[2] / "stages" / "report.py")],
+    result = subprocess.run(stage_argv("report"),
                             capture_output=True, text=True, timeout=240, cwd=workspace)
     assert result.returncode == 0, result.stderr[-2000:]
     markdown = (workspace / "reports" / "leaderboard.md").read_text()
@@ -94,7 +96,7 @@ def test_compare_says_what_is_wrong_when_nothing_matches(pipeline_runs, workspac
 
 
 def test_render_csv_round_trips(pipeline_runs):
-    client = tracking.MlflowClient(tracking.tracking_uri())
-    frame = report.leaderboard(report.runs_from_lock(client, EXPERIMENT), "loss")
+    client = store.client(store.tracking_uri())
+    frame = report.leaderboard(queries.runs_from_lock(client, EXPERIMENT), "loss")
     parsed = pd.read_csv(__import__("io").StringIO(report.render(frame, "csv")))
     assert list(parsed["stage"])[0] == "baseline"  # lowest loss first

@@ -1,8 +1,8 @@
 """The repo's own params.yaml is valid and resolves for the offline default."""
 
-from conftest import REPO
-
 from imgclf import params
+
+from conftest import REPO
 
 
 def test_repo_params_load_and_resolve():

@@ -19,12 +19,13 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import REPO
 
 from imgclf import paths
 from imgclf.data import sources
 from imgclf.data.catalog import SOURCES
 from imgclf.errors import UserError
+
+from conftest import stage_argv
 
 KERAS_SOURCES = ("mnist", "fashion-mnist", "cifar10", "cifar100")
 FAKE_USER = "imgclf-test-user"
@@ -79,7 +80,7 @@ def offline_env(proxy_port: int, **extra: str) -> dict[str, str]:
 
 
 def run_stage(name: str, cwd: Path, env: dict[str, str], timeout: int = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "stages" / f"{name}.py")], cwd=cwd, env=env,
+    return subprocess.run(stage_argv(name), cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 

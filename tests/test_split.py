@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from archive_builders import bad_entry_name, BAD_FILES, kaggle_files, write_zip
 from PIL import Image
 
 from imgclf import paths
 from imgclf.data import sources, split
 from imgclf.data.catalog import SOURCES
 from imgclf.errors import UserError
+
+from archive_builders import BAD_FILES, bad_entry_name, kaggle_files, write_zip
 
 
 def manifest() -> pd.DataFrame:

@@ -12,14 +12,14 @@ import hashlib
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
-import pytest
-from conftest import REPO
 from mlflow.tracking import MlflowClient
 
-from imgclf import paths, tracking
+from imgclf import paths
+from imgclf.tracking import store, tags
+
+from conftest import stage_argv
 
 EXPERIMENT = "tracking-contract"
 SMALL = {"data.train_per_class": 6, "data.test_per_class": 2, "mlflow.experiment": EXPERIMENT}
@@ -34,7 +34,7 @@ def run_stage(name: str, cwd: Path, **env_changes: str | None) -> subprocess.Com
             env.pop(key, None)
         else:
             env[key] = value
-    result = subprocess.run([sys.executable, str(REPO / "stages" / f"{name}.py")], cwd=cwd, env=env,
+    result = subprocess.run(stage_argv(name), cwd=cwd, env=env,
                             capture_output=True, text=True, timeout=240)
     return result
 
@@ -136,12 +136,12 @@ def test_pipeline_id_from_the_dvc_experiment(monkeypatch) -> None:
     monkeypatch.delenv("IMGCLF_PIPELINE_ID", raising=False)
     monkeypatch.setenv("DVC_EXP_NAME", "sunny-dial")
     monkeypatch.setenv("DVC_EXP_BASELINE_REV", "a" * 40)
-    same = tracking.pipeline_id()
-    assert same == tracking.pipeline_id()
+    same = tags.pipeline_id()
+    assert same == tags.pipeline_id()
     monkeypatch.setenv("DVC_EXP_NAME", "rainy-knob")
-    assert tracking.pipeline_id() != same
+    assert tags.pipeline_id() != same
     monkeypatch.setenv("IMGCLF_PIPELINE_ID", "explicit")
-    assert tracking.pipeline_id() == "explicit"
+    assert tags.pipeline_id() == "explicit"
 
 
 def test_failed_stage_is_a_failed_run_with_its_reason(workspace, mlflow_store, write_params,
@@ -159,11 +159,11 @@ def test_failed_stage_is_a_failed_run_with_its_reason(workspace, mlflow_store, w
 
 def test_default_store_is_sqlite_at_the_workspace(workspace, monkeypatch) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
-    assert tracking.tracking_uri() == f"sqlite:///{workspace.resolve() / 'mlflow.db'}"
+    assert store.tracking_uri() == f"sqlite:///{workspace.resolve() / 'mlflow.db'}"
     monkeypatch.setenv("DVC_ROOT", str(workspace / "main"))
-    assert tracking.tracking_uri() == f"sqlite:///{(workspace / 'main').resolve() / 'mlflow.db'}"
+    assert store.tracking_uri() == f"sqlite:///{(workspace / 'main').resolve() / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////elsewhere/x.db")
-    assert tracking.tracking_uri() == "sqlite:////elsewhere/x.db"
+    assert store.tracking_uri() == "sqlite:////elsewhere/x.db"
 
 
 def test_stage_without_tracking_uri_uses_the_workspace_store_and_artifacts(

@@ -90,12 +90,12 @@ def test_mlflow_run_contract(tiny_training, run_stage_script, workspace):
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from imgclf import tracking
+    from imgclf.tracking import store
 
     config = tiny_training({"baseline.epochs": 2, "mlflow.log_model": True})
     run_stage_script("baseline")
 
-    client = MlflowClient(tracking.tracking_uri())
+    client = MlflowClient(store.tracking_uri())
     experiment = client.get_experiment_by_name(config.mlflow.experiment)
     runs = client.search_runs([experiment.experiment_id])
     assert len(runs) == 1
@@ -129,19 +129,19 @@ def test_missing_split_is_a_user_error(workspace, write_params, run_stage_script
 
 
 def test_balanced_class_weights():
-    from imgclf import training
+    from imgclf import fit
 
-    assert training.class_weights([10, 30], "none") is None
-    assert training.class_weights([10, 30], "balanced") == {0: 2.0, 1: 40 / 60}
+    assert fit.class_weights([10, 30], "none") is None
+    assert fit.class_weights([10, 30], "balanced") == {0: 2.0, 1: 40 / 60}
 
 
 def test_endless_repeats_whole_passes():
     import tensorflow as tf
 
-    from imgclf import training
+    from imgclf import fit
 
     finite = tf.data.Dataset.range(10).shuffle(10, seed=3, reshuffle_each_iteration=True).batch(4)
-    repeated, steps = training.endless(finite)
+    repeated, steps = fit.endless(finite)
     assert steps == 3
     batches = [batch.numpy().tolist() for batch in repeated.take(3 * steps)]
     passes = [sorted(sum(batches[index:index + steps], [])) for index in range(0, 3 * steps, steps)]
@@ -149,15 +149,15 @@ def test_endless_repeats_whole_passes():
     assert len({tuple(sum(batches[index:index + steps], [])) for index in range(0, 3 * steps, steps)}) > 1
 
     infinite = finite.repeat()
-    assert training.endless(infinite) == (infinite, None)
-    assert training.endless(None) == (None, None)
+    assert fit.endless(infinite) == (infinite, None)
+    assert fit.endless(None) == (None, None)
 
 
 def test_fit_runs_one_pass_per_epoch(tmp_path):
     import keras
     import tensorflow as tf
 
-    from imgclf import training
+    from imgclf import fit
 
     images = tf.random.stateless_uniform((10, 4), seed=(1, 2))
     labels = tf.one_hot(tf.range(10) % 2, 2)
@@ -168,8 +168,8 @@ def test_fit_runs_one_pass_per_epoch(tmp_path):
     class Settings:
         epochs, batch_size, learning_rate, class_weight = 3, 4, 0.01, "none"
 
-    history = training.fit(model, train, validation, Settings(), tmp_path, [5, 5])
-    assert len(history.history["loss"]) == 3 and len(history.history["val_loss"]) == 3
+    fitted = fit.fit(model, train, validation, Settings(), "probe", [5, 5])
+    assert len(fitted.history["loss"]) == 3 and len(fitted.history["val_loss"]) == 3
     assert int(model.optimizer.iterations.numpy()) == 9  # 3 epochs x 3 steps: one pass each
     # Validation saw the whole hold-out (both batches) in the last epoch, as evaluate() does.
-    assert history.history["val_loss"][-1] == pytest.approx(model.evaluate(validation, verbose=0)[0], rel=1e-5)
+    assert fitted.history["val_loss"][-1] == pytest.approx(model.evaluate(validation, verbose=0)[0], rel=1e-5)

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from imgclf import extraction, features, finetuning, paths, transfer
+from imgclf import features, model_file, paths, svm
+from imgclf.models import finetune
 
 TINY_TRANSFER = {
     "image.size": [16, 16],
@@ -26,13 +27,13 @@ PLOT_FILES = ["confusion.csv", "confusion.png", "history.csv", "learning_curves.
 
 
 @pytest.fixture
-def with_features(make_split, write_params):
+def with_features(make_split, write_params, run_stage_script):
     """A tiny split (3 classes, 16x16) and its VGG16 (weights none, 32x32) features."""
 
     def setup(overrides: dict | None = None):
         make_split()
         params = write_params(TINY_TRANSFER | (overrides or {}))
-        extraction.write_bottleneck(params)
+        run_stage_script("bottleneck")
         return params
 
     return setup
@@ -50,7 +51,7 @@ def test_linear_svm_separates_separable_features():
     centers = np.array([[5.0, 0.0], [-5.0, 0.0], [0.0, 5.0]])
     labels = np.repeat([0, 1, 2], 20)
     points = (centers[labels] + rng.normal(scale=0.5, size=(60, 2))).reshape(60, 1, 1, 2)
-    assert transfer.svm_accuracy(points[::2], labels[::2], points[1::2], labels[1::2], 1.0, 0) == 1.0
+    assert svm.accuracy(points[::2], labels[::2], points[1::2], labels[1::2], 1.0, 0) == 1.0
 
 
 def test_top_stage_writes_deterministic_outputs_with_the_svm_beside_it(
@@ -78,17 +79,17 @@ def test_top_stage_writes_deterministic_outputs_with_the_svm_beside_it(
 def test_finetune_starts_from_tops_trained_head(with_features, run_stage_script, workspace):
     params = with_features()
     run_stage_script("top")
-    top_model = finetuning.load_head()
+    top_model = model_file.load(paths.model_file("top"), "run top")
 
-    model, frozen = finetuning.build_finetune_model(params, finetuning.load_head(), (16, 16, 1), 3, None)
+    model, frozen = finetune.build(params.backbone, params.seed, None, model_file.load(paths.model_file("top"), "run top"), (16, 16, 1), 3)
 
     head = next(layer for layer in model.layers if layer.name == "top")
     assert frozen == 14
-    for before, after in zip(top_model.get_weights(), head.get_weights()):
+    for before, after in zip(top_model.get_weights(), head.get_weights(), strict=True):
         np.testing.assert_array_equal(before, after)
     # Same backbone, same preprocessing as the bottleneck: on test images it predicts what top
     # predicted on their features.
-    test = features.load(paths.FEATURES / "test.npz")
+    test = features.load("test")
     images = np.stack([
         np.asarray(keras.utils.load_img(path, color_mode="grayscale"), dtype="float32")[..., None]
         for path in sorted((workspace / "data" / "split" / "test").glob("*/*.png"))

@@ -44,11 +44,11 @@ def wait_until_up(url: str, server: subprocess.Popen, timeout_s: float = 90) -> 
 @pytest.fixture
 def store_with_stage_runs(workspace: Path) -> tuple[str, dict[str, str]]:
     """A real SQLite store with one run per stage, logged through imgclf.tracking."""
-    from imgclf import tracking
+    from imgclf.tracking import runs
 
     run_ids = {}
     for offset, stage in enumerate(STAGES):
-        with tracking.stage_run(stage, "image-classification", {"seed": 42, f"{stage}.epochs": 2}) as run:
+        with runs.stage_run(stage, "image-classification", {"seed": 42, f"{stage}.epochs": 2}) as run:
             run.log_history({"accuracy": [0.5 + offset / 10, 0.6 + offset / 10], "val_accuracy": [0.4, 0.5]})
             run.log_metrics({"accuracy": ACCURACY[stage], "f1_macro": 0.5})
             run_ids[stage] = run.run_id

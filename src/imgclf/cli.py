@@ -1,4 +1,4 @@
-"""`python -m imgclf compare`: the leaderboard straight from MLflow."""
+"""`python -m imgclf compare | deps`: the leaderboard straight from MLflow; the dvc.yaml deps contract."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from pathlib import Path
 
 import yaml
 
-from imgclf import lineage, report, tracking
+from imgclf import lineage, report, stage_deps
 from imgclf.errors import UserError, exit_with
+from imgclf.tracking import queries, store
+from imgclf.tracking.tags import TAG_EXP_NAME, TAG_PIPELINE
 
 DEFAULT_EXPERIMENT = "image-classification"
 
@@ -39,27 +41,31 @@ def parser() -> argparse.ArgumentParser:
     compare.add_argument("--format", choices=("markdown", "csv"), default="markdown")
     compare.add_argument("--sort-by", choices=sorted(report.SORT_ASCENDING), default="accuracy")
     compare.add_argument("--with-ids", action="store_true", help="add pipeline and run ids")
+    deps = commands.add_parser(
+        "deps", help="print each stage's code deps from its imports; exit 1 if dvc.yaml differs",
+        description=stage_deps.__doc__,
+    )
+    deps.add_argument("--write", action="store_true", help="rewrite the deps lists in dvc.yaml")
+    deps.add_argument("--root", type=Path, default=Path("."), help="project root (default: .)")
     return main
 
 
 def compare(args: argparse.Namespace) -> str:
     """The leaderboard text for the chosen runs."""
-    uri = tracking.tracking_uri()
-    tracking.check_reachable(uri)
-    with tracking.store_lock(uri):
-        client = tracking.MlflowClient(uri)
+    uri = store.tracking_uri()
+    client = store.client(uri)
     experiment = args.experiment or _default_experiment()
     if args.pipeline_id:
-        runs = tracking.latest_by_stage(client, experiment, {tracking.TAG_PIPELINE: args.pipeline_id})
+        runs = queries.latest_by_stage(client, experiment, {TAG_PIPELINE: args.pipeline_id})
         chosen = f"pipeline {args.pipeline_id}"
     elif args.exp_name:
-        runs = tracking.latest_by_stage(client, experiment, {tracking.TAG_EXP_NAME: args.exp_name})
+        runs = queries.latest_by_stage(client, experiment, {TAG_EXP_NAME: args.exp_name})
         chosen = f"DVC experiment {args.exp_name}"
     else:
         lock = args.lock or Path(lineage.LOCK_FILE)
         if not lock.exists():
             raise UserError(f"{lock} not found: run `make repro` first, or pass --pipeline-id/--exp-name")
-        runs = report.runs_from_lock(client, experiment, lock)
+        runs = queries.runs_from_lock(client, experiment, lock)
         chosen = f"the runs that produced {lock}"
     frame = report.leaderboard(runs, args.sort_by)
     if frame.empty:
@@ -70,6 +76,8 @@ def compare(args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of `python -m imgclf`."""
     args = parser().parse_args(argv)
+    if args.command == "deps":
+        raise SystemExit(stage_deps.main(args.root.resolve(), args.write))
     try:
         sys.stdout.write(compare(args))
     except UserError as error:

@@ -1,44 +1,36 @@
-"""data/features, the bottleneck features: how they are written (streamed), read and held out.
+"""data/features, the bottleneck features: the file format, written as a stream and read back.
 
-Memory stays flat whatever the number of images: batches go from tf.data through one compiled
-forward pass straight into the .npz's `features.npy` entry (header first, the shape is known from
-the image count), so neither the images nor the features are ever all in memory.
-Features are written as float32 whatever the precision they were computed in.
+Each split is one .npz holding `features.npy` (float32, whatever precision computed them) and
+`labels.npy` (integer class indices), beside `classes.json` (label i = classes[i]) and
+`backbone.json` (which backbone, weights, input size and precision made them). The writer puts
+the .npy header first (the shape is known from the image count) and then each batch straight
+into the zip entry, so the features of a large set are never all in memory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
-import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator, Sequence
 
-import keras
 import numpy as np
 import tensorflow as tf
 
-from imgclf import paths
+from imgclf import atomic, paths
+from imgclf.data import holdout, pipeline
 from imgclf.errors import UserError
 
-SPLITS = ("train", "test")
-CLASSES_FILE = "classes.json"  # class names, label i = classes[i]
-BACKBONE_FILE = "backbone.json"  # which backbone, weights, input size and precision made them
+CLASSES_FILE = "classes.json"
+BACKBONE_FILE = "backbone.json"
 FEATURES_KEY = "features"
 LABELS_KEY = "labels"
 # Fixed entry timestamps: the same features give byte-identical files (a stable DVC hash).
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
-
-
-@dataclass(frozen=True)
-class Extraction:
-    """What one extraction wrote and how fast it ran."""
-
-    count: int
-    feature_shape: tuple[int, ...]
-    seconds: float  # wall time of the whole pass, input pipeline included
-    steady_images_per_s: float  # after the first batch (tracing, warm-up) is excluded
+MISSING_HINT = "run the bottleneck stage first (dvc repro bottleneck)"
 
 
 @dataclass(frozen=True)
@@ -47,6 +39,58 @@ class FeatureSet:
 
     features: np.ndarray
     labels: np.ndarray
+
+
+@dataclass(frozen=True)
+class FeatureSplit:
+    """What the top stage trains and tests on: batched train/validation, test and train arrays."""
+
+    train: tf.data.Dataset  # reshuffled every epoch (seeded)
+    validation: tf.data.Dataset | None  # imgclf.data.holdout's rows of train; None when none held out
+    test: tuple[np.ndarray, np.ndarray]  # (features, labels)
+    train_arrays: tuple[np.ndarray, np.ndarray]  # the rows `train` yields, for the linear SVM
+    class_names: tuple[str, ...]
+    class_counts: tuple[int, ...]  # per class, in `train`
+    feature_shape: tuple[int, ...]
+
+
+class SplitWriter:
+    """Appends batches of (features, labels) to one split's .npz; see `writer`."""
+
+    def __init__(self, stream: io.BufferedIOBase, target: Path, count: int):
+        self._stream = stream
+        self._target = target
+        self.labels = np.empty(count, dtype=np.int64)  # count integers: small next to the features
+        self.written = 0
+
+    def append(self, batch_features: np.ndarray, batch_labels: np.ndarray) -> None:
+        """Write one batch; more images than announced is an error, not a longer file."""
+        size = batch_features.shape[0]
+        if self.written + size > len(self.labels):
+            raise ValueError(f"{self._target}: the dataset yields more than {len(self.labels)} images")
+        self._stream.write(np.ascontiguousarray(batch_features, dtype="<f4").tobytes())
+        self.labels[self.written:self.written + size] = batch_labels
+        self.written += size
+
+
+@contextlib.contextmanager
+def writer(target: Path, count: int, feature_shape: Sequence[int]) -> Iterator[SplitWriter]:
+    """Stream `count` feature rows of `feature_shape` into `target`; fewer rows is an error."""
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED) as archive:
+        entry = zipfile.ZipInfo(f"{FEATURES_KEY}.npy", date_time=ZIP_DATE)
+        with archive.open(entry, "w", force_zip64=True) as stream:
+            stream.write(_npy_header((count, *feature_shape), "<f4"))
+            split_writer = SplitWriter(stream, target, count)
+            yield split_writer
+        if split_writer.written != count:
+            raise ValueError(f"{target}: the dataset yielded {split_writer.written} images, expected {count}")
+        archive.writestr(zipfile.ZipInfo(f"{LABELS_KEY}.npy", date_time=ZIP_DATE), _npy_bytes(split_writer.labels))
+
+
+def write_metadata(folder: Path, class_names: Sequence[str], backbone_facts: dict) -> None:
+    """classes.json and backbone.json beside the splits' files."""
+    atomic.write_json(folder / CLASSES_FILE, list(class_names))
+    atomic.write_json(folder / BACKBONE_FILE, backbone_facts)
 
 
 def _npy_header(shape: tuple[int, ...], dtype: str) -> bytes:
@@ -62,76 +106,13 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def compiled_forward(model: keras.Model) -> tf.types.experimental.GenericFunction:
-    """model(images, training=False) as one tf.function, cast to float32 (mixed precision too).
-
-    Traced once, for any batch size: a short last batch reuses the same graph instead of
-    retracing (VGG16 at 32x32: ~0.1 s per retrace; small, measured).
-    """
-
-    @tf.function(reduce_retracing=True)
-    def forward(images: tf.Tensor) -> tf.Tensor:
-        return tf.cast(model(images, training=False), tf.float32)
-
-    # float32: what imgclf.data.pipeline yields, under every precision policy.
-    forward.get_concrete_function(tf.TensorSpec((None, *model.input_shape[1:]), tf.float32))
-    return forward
-
-
-def extract_to_npz(
-    model: keras.Model, dataset: tf.data.Dataset, count: int, target: Path
-) -> Extraction:
-    """Features of every (images, one-hot labels) batch of `dataset` into `target` (.npz).
-
-    `count` is the number of images (the .npy header needs the shape before the first batch);
-    a dataset that yields another number is an error, not a short file.
-    """
-    forward = compiled_forward(model)
-    feature_shape = tuple(int(side) for side in model.output_shape[1:])
-    labels = np.empty(count, dtype=np.int64)  # count integers: small next to the features
-    written = 0
-    started = time.perf_counter()
-    steady_from, steady_images = started, 0
-    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED) as archive:
-        entry = zipfile.ZipInfo(f"{FEATURES_KEY}.npy", date_time=ZIP_DATE)
-        with archive.open(entry, "w", force_zip64=True) as stream:
-            stream.write(_npy_header((count, *feature_shape), "<f4"))
-            for batch_index, (images, one_hot) in enumerate(dataset):
-                batch_features = forward(images).numpy()
-                size = batch_features.shape[0]
-                if written + size > count:
-                    raise ValueError(f"{target}: the dataset yields more than {count} images")
-                stream.write(np.ascontiguousarray(batch_features, dtype="<f4").tobytes())
-                labels[written:written + size] = np.argmax(one_hot.numpy(), axis=-1)
-                written += size
-                if batch_index == 0:
-                    steady_from = time.perf_counter()
-                else:
-                    steady_images += size
-        if written != count:
-            raise ValueError(f"{target}: the dataset yielded {written} images, expected {count}")
-        archive.writestr(zipfile.ZipInfo(f"{LABELS_KEY}.npy", date_time=ZIP_DATE), _npy_bytes(labels))
-    seconds = time.perf_counter() - started
-    steady_seconds = time.perf_counter() - steady_from
-    steady_rate = steady_images / steady_seconds if steady_images else count / seconds
-    return Extraction(count, feature_shape, seconds, steady_rate)
-
-
-def load(path: Path) -> FeatureSet:
-    """Read a features .npz written by extract_to_npz."""
-    if not Path(path).is_file():
-        raise UserError(f"{path}: not found: run the bottleneck stage first (dvc repro bottleneck)")
+def load(split: str, folder: Path = paths.FEATURES) -> FeatureSet:
+    """One split's features and labels."""
+    path = folder / f"{split}.npz"
+    if not path.is_file():
+        raise UserError(f"{path}: not found: {MISSING_HINT}")
     with np.load(path, allow_pickle=False) as archive:
         return FeatureSet(archive[FEATURES_KEY], archive[LABELS_KEY])
-
-
-def holdout(count: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded (train, validation) index arrays: `fraction` of `count` held out, both sorted."""
-    order = np.random.default_rng(seed).permutation(count)
-    held = int(round(count * fraction))
-    if fraction > 0 and count > 1:
-        held = min(max(held, 1), count - 1)
-    return np.sort(order[held:]), np.sort(order[:held])
 
 
 def read_classes(folder: Path = paths.FEATURES) -> tuple[str, ...]:
@@ -146,5 +127,29 @@ def read_backbone_facts(folder: Path = paths.FEATURES) -> dict:
 
 def _read_json(path: Path) -> object:
     if not path.is_file():
-        raise UserError(f"{path}: not found: run the bottleneck stage first (dvc repro bottleneck)")
+        raise UserError(f"{path}: not found: {MISSING_HINT}")
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def load_split(batch_size: int, validation_fraction: float, seed: int, folder: Path = paths.FEATURES) -> FeatureSplit:
+    """Train features minus the seeded hold-out (imgclf.data.holdout), the hold-out, and test."""
+    class_names = read_classes(folder)
+    train, test = load("train", folder), load("test", folder)
+    fit_rows, validation_rows = holdout.split(len(train.labels), validation_fraction, seed)
+    fit_rows, validation_rows = np.sort(fit_rows), np.sort(validation_rows)
+    num_classes = len(class_names)
+    train_arrays = (train.features[fit_rows], train.labels[fit_rows])
+    validation = None
+    if len(validation_rows):
+        validation = pipeline.arrays_dataset(
+            train.features[validation_rows], train.labels[validation_rows], num_classes, batch_size
+        )
+    return FeatureSplit(
+        train=pipeline.arrays_dataset(*train_arrays, num_classes, batch_size, seed),
+        validation=validation,
+        test=(test.features, test.labels),
+        train_arrays=train_arrays,
+        class_names=class_names,
+        class_counts=tuple(np.bincount(train_arrays[1], minlength=num_classes).tolist()),
+        feature_shape=tuple(train.features.shape[1:]),
+    )

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+SPLITS = ("train", "test")  # the split's folders, and the features' files, in this order
+
 DATA = Path("data")
 RAW = DATA / "raw"  # download's output: images.npz (array sources) or train.zip (dogs-vs-cats)
 RAW_ARRAYS = RAW / "images.npz"
@@ -17,7 +19,7 @@ RAW_ARCHIVE = RAW / "train.zip"
 RAW_INFO = RAW / "source.json"  # what was downloaded: source, file, sha256, counts
 SPLIT = DATA / "split"  # split's output: train/<class>/*, test/<class>/*, manifest.csv
 MANIFEST = SPLIT / "manifest.csv"
-FEATURES = DATA / "features"  # bottleneck's output: train.npz, test.npz, classes.json
+FEATURES = DATA / "features"  # bottleneck's output: train.npz, test.npz, classes.json, backbone.json
 
 MODELS = Path("models")
 METRICS = Path("metrics")
@@ -57,3 +59,4 @@ def tensorboard_dir(stage: str) -> Path:
 def main_workspace() -> Path:
     """The project root whose MLflow store every run uses, even from a DVC temp workspace."""
     return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
+

@@ -14,11 +14,14 @@ from typing import Any, Mapping
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
-from imgclf import atomic, lineage, paths, tracking  # noqa: E402
-from imgclf.params import Params  # noqa: E402
+from imgclf import atomic, paths
+from imgclf.params import Params
+from imgclf.tracking import queries
+from imgclf.tracking.runs import StageRun
+from imgclf.tracking.tags import TAG_PIPELINE, TAG_STAGE
 
 MODEL_STAGES = ("perceptron", "baseline", "augmented", "top", "finetune")
 COLUMNS = [
@@ -33,7 +36,7 @@ def row_from_run(run: Any) -> dict[str, Any]:
     metrics, tags = run.data.metrics, run.data.tags
     size = metrics.get("model_size_bytes")
     return {
-        "stage": tags.get(tracking.TAG_STAGE, run.info.run_name),
+        "stage": tags.get(TAG_STAGE, run.info.run_name),
         "accuracy": metrics.get("accuracy"),
         "f1_macro": metrics.get("f1_macro"),
         "loss": metrics.get("loss"),
@@ -44,7 +47,7 @@ def row_from_run(run: Any) -> dict[str, Any]:
         "epochs": _int_or_none(metrics.get("epochs")),
         "backbone": tags.get("backbone", ""),
         "weights": tags.get("weights", ""),
-        "pipeline_id": tags.get(tracking.TAG_PIPELINE, ""),
+        "pipeline_id": tags.get(TAG_PIPELINE, ""),
         "run_id": run.info.run_id,
     }
 
@@ -75,16 +78,6 @@ def render(frame: pd.DataFrame, output_format: str = "markdown", with_ids: bool 
     return shown.astype(object).where(shown.notna(), "").to_markdown(index=False, floatfmt=".4f") + "\n"
 
 
-def runs_from_lock(client: Any, experiment: str, lock_file: Path = Path(lineage.LOCK_FILE)) -> dict[str, Any]:
-    """For each stage in dvc.lock, the MLflow run whose fingerprint matches (restored or not)."""
-    found: dict[str, Any] = {}
-    for stage, stage_hash in lineage.locked_fingerprints(lock_file).items():
-        run = tracking.latest_run(client, experiment, {tracking.TAG_STAGE: stage, tracking.TAG_STAGE_HASH: stage_hash})
-        if run is not None:
-            found[stage] = run
-    return found
-
-
 def plot(frame: pd.DataFrame, target: Path) -> None:
     """Accuracy bars per stage beside the validation-accuracy curves overlaid."""
     figure, (bars, curves) = plt.subplots(1, 2, figsize=(12, 4.5))
@@ -113,9 +106,9 @@ def plot(frame: pd.DataFrame, target: Path) -> None:
         stream.write(buffer.getvalue())
 
 
-def build_report(params: Params, run: tracking.StageRun) -> pd.DataFrame:
+def build_report(params: Params, run: StageRun) -> pd.DataFrame:
     """The report stage: resolve each model stage's run through dvc.lock, write and log the leaderboard."""
-    runs = runs_from_lock(run.client, params.mlflow.experiment)
+    runs = queries.runs_from_lock(run.client, params.mlflow.experiment)
     frame = leaderboard(runs, params.report.sort_by)
     missing = [stage for stage in MODEL_STAGES if stage not in runs]
     paths.REPORTS.mkdir(parents=True, exist_ok=True)

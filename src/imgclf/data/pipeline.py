@@ -1,4 +1,4 @@
-"""tf.data input from data/split/{train,test}/<class>/: checked layout, seeded hold-out, cached batches."""
+"""tf.data input: data/split/{train,test}/<class>/ (checked layout, seeded hold-out, cached batches), or arrays."""
 
 from __future__ import annotations
 
@@ -7,15 +7,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from imgclf import paths
+from imgclf.data import holdout
 from imgclf.errors import UserError
 from imgclf.params import Params
 
 # The extensions keras.utils.image_dataset_from_directory reads.
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
-SPLITS = ("train", "test")
 # Bounded so a large photo set does not hold two copies in memory; the files are already in a
 # seeded random order before the cache, so a window this size still mixes the classes well.
 MAX_SHUFFLE_BUFFER = 8192
@@ -40,7 +41,7 @@ def check_layout(root: Path = paths.SPLIT) -> dict[str, dict[str, int]]:
     if not root.is_dir():
         raise UserError(f"{root}: not found: run the split stage first (dvc repro split)")
     counts: dict[str, dict[str, int]] = {}
-    for split in SPLITS:
+    for split in paths.SPLITS:
         folder = root / split
         if not folder.is_dir():
             raise UserError(f"{folder}: not found: re-run the split stage (dvc repro -f split)")
@@ -82,30 +83,28 @@ def _count_images(folder: Path) -> int:
     return count
 
 
-def load_split(
-    params: Params,
-    batch_size: int,
-    *,
-    rescale: bool = True,
-    image_size: tuple[int, int] | None = None,
-    color_mode: str | None = None,
-    root: Path = paths.SPLIT,
-) -> SplitData:
+def image_shape(params: Params) -> tuple[int, int, int]:
+    """(height, width, channels) of the images this input pipeline yields."""
+    channels = 1 if params.image.color_mode == "grayscale" else 3
+    return (*params.image.size, channels)
+
+
+def load_split(params: Params, batch_size: int, *, rescale: bool = True, root: Path = paths.SPLIT) -> SplitData:
     """Train (seeded shuffle, hold-out validation) and test datasets from the split folders.
 
     Pixels are float32 in [0, 1] when `rescale`, else raw [0, 255] for backbones that bring their
-    own `preprocess_input`. `image_size` and `color_mode` default to the `image` params.
+    own `preprocess_input`. The hold-out is imgclf.data.holdout's, applied by Keras itself.
     """
     counts = check_layout(root)
-    image_size = tuple(image_size or params.image.size)
-    color_mode = color_mode or params.image.color_mode
-    fraction = params.data.validation_fraction
+    image_size = tuple(params.image.size)
+    color_mode = params.image.color_mode
     class_names = tuple(sorted(counts["train"]))
     read = dict(
         image_size=image_size, color_mode=color_mode, label_mode="categorical",
         class_names=list(class_names), batch_size=None, verbose=False,
     )
-    if fraction > 0:
+    fraction = params.data.validation_fraction
+    if holdout.held_out(sum(counts["train"].values()), fraction) > 0:
         train, validation = keras.utils.image_dataset_from_directory(
             root / "train", shuffle=True, seed=params.seed,
             validation_split=fraction, subset="both", **read,
@@ -120,7 +119,6 @@ def load_split(
     train_size = int(train.cardinality())
     buffer_size = min(train_size, MAX_SHUFFLE_BUFFER)
     train = _cached(train).shuffle(buffer_size, seed=params.seed, reshuffle_each_iteration=True)
-    channels = 1 if color_mode == "grayscale" else 3
     return SplitData(
         train=_batched(train, batch_size, rescale),
         validation=None if validation is None else _reiterated(validation, batch_size, rescale),
@@ -129,7 +127,7 @@ def load_split(
         class_counts=tuple(counts["train"][name] for name in class_names),
         train_size=train_size,
         steps_per_epoch=math.ceil(train_size / batch_size),
-        input_shape=(image_size[0], image_size[1], channels),
+        input_shape=image_shape(params),
     )
 
 
@@ -144,13 +142,16 @@ def _reiterated(dataset: tf.data.Dataset, batch_size: int, rescale: bool) -> tf.
 
     Keras' fit() evaluates the validation data through a new iterator every epoch (its
     EpochIterator.reset drops the old one). Dropping an autotuned iterator waits for tf.data's
-    optimization thread, which on 2 cores busy with training took ~2 s, in half of the epochs
-    (offline default, baseline: 5.1 s epochs instead of 3.2 s). Without autotuning, AUTOTUNE
-    parallelism is the number of cores and nothing waits. Same batches, same order.
+    optimization thread, which stalls the next epoch on a machine busy with training. Without
+    autotuning, AUTOTUNE parallelism is the number of cores and nothing waits. Same batches, same order.
     """
+    return _batched(_cached(dataset), batch_size, rescale).with_options(_without_autotuning())
+
+
+def _without_autotuning() -> tf.data.Options:
     options = tf.data.Options()
     options.autotune.enabled = False
-    return _batched(_cached(dataset), batch_size, rescale).with_options(options)
+    return options
 
 
 def _batched(dataset: tf.data.Dataset, batch_size: int, rescale: bool) -> tf.data.Dataset:
@@ -167,14 +168,7 @@ def _batched(dataset: tf.data.Dataset, batch_size: int, rescale: bool) -> tf.dat
 
 
 def load_ordered(
-    params: Params,
-    split: str,
-    batch_size: int,
-    *,
-    rescale: bool = True,
-    image_size: tuple[int, int] | None = None,
-    color_mode: str | None = None,
-    root: Path = paths.SPLIT,
+    params: Params, split: str, batch_size: int, *, rescale: bool = True, root: Path = paths.SPLIT
 ) -> tuple[tf.data.Dataset, tuple[str, ...], int]:
     """One split in file order, batched, not cached: (dataset, class_names, image count).
 
@@ -184,8 +178,19 @@ def load_ordered(
     counts = check_layout(root)
     class_names = tuple(sorted(counts["train"]))
     dataset = keras.utils.image_dataset_from_directory(
-        root / split, shuffle=False, image_size=tuple(image_size or params.image.size),
-        color_mode=color_mode or params.image.color_mode, label_mode="categorical",
+        root / split, shuffle=False, image_size=tuple(params.image.size),
+        color_mode=params.image.color_mode, label_mode="categorical",
         class_names=list(class_names), batch_size=None, verbose=False,
     )
     return _batched(dataset, batch_size, rescale), class_names, sum(counts[split].values())
+
+
+def arrays_dataset(
+    values: np.ndarray, labels: np.ndarray, num_classes: int, batch_size: int, seed: int | None = None
+) -> tf.data.Dataset:
+    """(values, one-hot labels) batches from arrays; reshuffled every epoch (seeded) when `seed` is given."""
+    one_hot = np.eye(num_classes, dtype="float32")[labels]
+    dataset = tf.data.Dataset.from_tensor_slices((values, one_hot))
+    if seed is not None:
+        dataset = dataset.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -130,7 +130,7 @@ def load_keras_dataset(source: str) -> Arrays:
     socket.setdefaulttimeout(NETWORK_TIMEOUT_S)
     try:
         train, test = loaders[source]()
-    except Exception as error:  # keras raises bare Exception for fetch failures
+    except Exception as error:  # noqa: BLE001 - keras raises bare Exception for fetch failures
         text = str(error)
         if "corrupt" in text.lower() or "hash" in text.lower():
             raise UserError(
@@ -209,7 +209,7 @@ def download_from_kaggle(folder: Path) -> Path:
         api.competition_download_file(KAGGLE_COMPETITION, KAGGLE_FILE, path=str(folder), quiet=False)
     except SystemExit:
         raise UserError(f"dogs-vs-cats: Kaggle rejected the credentials: {CREDENTIALS_HINT}") from None
-    except Exception as error:  # requests / kagglesdk errors: classify, never echo headers or keys
+    except Exception as error:  # noqa: BLE001 - requests/kagglesdk errors: classify, never echo keys
         raise kaggle_error(error) from None
     target = folder / KAGGLE_FILE
     if not target.is_file():

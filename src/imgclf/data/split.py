@@ -30,7 +30,6 @@ from imgclf.data.sources import load_saved_arrays
 from imgclf.errors import UserError
 from imgclf.params import Params
 
-SPLITS = ("train", "test")
 MANIFEST_COLUMNS = ["path", "class", "split", "sha256", "width", "height"]
 
 
@@ -177,7 +176,7 @@ def _writer(root: Path) -> Callable[[str, str, Candidate, bytes, int, int], dict
 
 def split_metrics(params: Params, outcome: Outcome, listing_skipped: list[tuple[str, str]]) -> dict:
     """The DVC metrics of the split: counts per split and class, skips by reason and by file."""
-    counts: dict[str, dict[str, int]] = {split: {} for split in SPLITS}
+    counts: dict[str, dict[str, int]] = {split: {} for split in paths.SPLITS}
     for row in outcome.rows:
         counts[row["split"]][row["class"]] = counts[row["split"]].get(row["class"], 0) + 1
     skipped = sorted(listing_skipped + outcome.skipped)
@@ -186,7 +185,7 @@ def split_metrics(params: Params, outcome: Outcome, listing_skipped: list[tuple[
         "source": params.data.source,
         "classes": len(counts["train"]),
         "counts": counts,
-        "total": {split: sum(counts[split].values()) for split in SPLITS},
+        "total": {split: sum(counts[split].values()) for split in paths.SPLITS},
         "converted_to_rgb": outcome.converted,
         "skipped": {
             "count": len(skipped),

@@ -80,6 +80,12 @@ def describe(backbone: BackboneParams) -> dict:
     }
 
 
+def check(backbone: BackboneParams) -> None:
+    """The params errors a stage must raise before it builds anything: input size, precision."""
+    check_input_size(backbone.name, backbone.input_size)
+    check_precision(backbone.precision)
+
+
 def check_input_size(name: str, size: tuple[int, int]) -> None:
     """A params error naming backbone.input_size when the backbone cannot take `size`."""
     smallest = FAMILIES[name].min_side
@@ -159,14 +165,13 @@ def build_backbone(backbone: BackboneParams, seed: int, weights: str | None) -> 
     The random initialisation is reseeded here, so `weights: none` gives the same network in every
     stage (bottleneck's features and finetune's backbone agree).
     """
-    check_input_size(backbone.name, backbone.input_size)
     family = FAMILIES[backbone.name]
     keras.utils.set_random_seed(seed)
     try:
         return family.application(
             include_top=False, weights=weights, input_shape=(*backbone.input_size, 3)
         )
-    except Exception as error:  # noqa: BLE001 - Keras raises plain Exception on fetch failures
+    except Exception as error:
         if weights == "imagenet":
             file_name = weights_file_name(backbone.name, backbone.input_size)
             raise _offline_error(backbone.name, file_name, f"the download failed ({error})") from None
@@ -179,16 +184,13 @@ def build_backbone(backbone: BackboneParams, seed: int, weights: str | None) -> 
         raise
 
 
-def preprocessing_layer(name: str, pixel_scale: float = 1.0) -> layers.Conv2D:
-    """The family's preprocess_input as a frozen float32 1x1 convolution (no Lambda layer).
-
-    `pixel_scale` maps the input pipeline's values to the 0..255 that preprocess_input expects.
-    """
+def preprocessing_layer(name: str) -> layers.Conv2D:
+    """The family's preprocess_input on 0..255 pixels as a frozen float32 1x1 convolution (no Lambda)."""
     preprocess = FAMILIES[name].preprocess_input
     probes = np.concatenate([np.zeros((1, 3)), 255.0 * np.eye(3)]).reshape(4, 1, 1, 3)
     mapped = np.asarray(preprocess(probes.astype("float32")), dtype="float64").reshape(4, 3)
     bias = mapped[0]
-    kernel = (mapped[1:] - bias) / 255.0 * pixel_scale  # kernel[input channel, output channel]
+    kernel = (mapped[1:] - bias) / 255.0  # kernel[input channel, output channel]
     layer = layers.Conv2D(3, 1, trainable=False, dtype="float32", name=f"{name}_preprocess")
     layer.build((None, None, None, 3))
     layer.set_weights([kernel.reshape(1, 1, 3, 3).astype("float32"), bias.astype("float32")])
@@ -200,7 +202,6 @@ def build_extractor(
     seed: int,
     weights: str | None,
     image_shape: tuple[int, int, int],
-    pixel_scale: float = 1.0,
 ) -> keras.Model:
     """Images as the input pipeline yields them -> RGB, resized, preprocessed -> backbone features.
 
@@ -213,7 +214,7 @@ def build_extractor(
         x = layers.Concatenate(axis=-1, dtype="float32", name="gray_to_rgb")([x, x, x])
     if tuple(image_shape[:2]) != tuple(backbone.input_size):
         x = layers.Resizing(*backbone.input_size, dtype="float32", name="resize")(x)
-    x = preprocessing_layer(backbone.name, pixel_scale)(x)
+    x = preprocessing_layer(backbone.name)(x)
     base = build_backbone(backbone, seed, weights)
     outputs = base(x, training=False)
     return keras.Model(inputs, outputs, name=f"{backbone.name}_extractor")

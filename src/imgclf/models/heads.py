@@ -1,4 +1,4 @@
-"""The chapter's top classifier: the head trained on bottleneck features, then reused by finetune."""
+"""Classifier heads on backbone features: the chapter's top classifier (reused by finetune)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import keras
 from keras import layers
 
 
-def build_top(
+def top(
     feature_shape: tuple[int, ...], num_classes: int, units: int = 256, dropout_rate: float = 0.5
 ) -> keras.Model:
     """Flatten, Dense(units, relu), Dropout, Dense(num_classes, softmax) on backbone features.

@@ -1,0 +1,130 @@
+"""Value checks for params.yaml: each returns the cleaned value or raises ValueError(<what is allowed>)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import field
+from typing import Any, Callable
+
+
+def integer(low: int, high: int | None = None) -> Callable[[Any], int]:
+    """An integer in [low, high] (high None: no upper bound); bools are not integers."""
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"must be an integer{_range_text(low, high)}")
+        if value < low or (high is not None and value > high):
+            raise ValueError(f"must be an integer{_range_text(low, high)}")
+        return value
+
+    return check
+
+
+def _range_text(low: float, high: float | None) -> str:
+    return f" >= {low}" if high is None else f" in [{low}, {high}]"
+
+
+def number(low: float, high: float, *, high_open: bool = False, low_open: bool = False):
+    """A finite number in the interval; `*_open` leaves that end out."""
+    allowed = f"must be a number in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+
+    def check(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(allowed)
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError(allowed)
+        if value < low or (low_open and value == low):
+            raise ValueError(allowed)
+        if value > high or (high_open and value == high):
+            raise ValueError(allowed)
+        return value
+
+    return check
+
+
+def choice(*allowed: Any) -> Callable[[Any], Any]:
+    """One of `allowed`, compared by value (bools never match a string choice)."""
+    def check(value: Any) -> Any:
+        if isinstance(value, bool) or value not in allowed:
+            raise ValueError("must be one of " + ", ".join(show(option) for option in allowed))
+        return value
+
+    return check
+
+
+def boolean(value: Any) -> bool:
+    """true or false."""
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
+def text(value: Any) -> str:
+    """A non-empty string."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("must be a non-empty string")
+    return value
+
+
+def optional_path(value: Any) -> str | None:
+    """null or a non-empty path string."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("must be null or a path to a file")
+    return value
+
+
+def size(value: Any) -> str | tuple[int, int]:
+    """auto or [height, width] in pixels."""
+    allowed = "must be auto or [height, width], integers in [8, 1024]"
+    if value == "auto":
+        return value
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise ValueError(allowed)
+    if any(isinstance(side, bool) or not isinstance(side, int) or not 8 <= side <= 1024 for side in value):
+        raise ValueError(allowed)
+    return (value[0], value[1])
+
+
+def int_list(low: int, high: int) -> Callable[[Any], tuple[int, ...]]:
+    """A non-empty list of integers in [low, high]."""
+    allowed = f"must be a non-empty list of integers in [{low}, {high}]"
+
+    def check(value: Any) -> tuple[int, ...]:
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ValueError(allowed)
+        if any(isinstance(item, bool) or not isinstance(item, int) or not low <= item <= high for item in value):
+            raise ValueError(allowed)
+        return tuple(value)
+
+    return check
+
+
+def weights(value: Any) -> str:
+    """imagenet, none, or a path to a weights file."""
+    if value in ("imagenet", "none"):
+        return value
+    if isinstance(value, str) and value.strip() and value.endswith((".h5", ".weights.h5", ".keras")):
+        return value
+    raise ValueError("must be imagenet, none, or a path to a .h5 weights file")
+
+
+def spec(check: Callable[[Any], Any]) -> Any:
+    """A dataclass field validated by `check` (a value check, or a section's dataclass)."""
+    return field(metadata={"check": check})
+
+
+def show(value: Any) -> str:
+    """A value as params.yaml would spell it, for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(show(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(str(key) for key in value) + "}"  # a section: its keys suffice
+    return str(value)
+
+

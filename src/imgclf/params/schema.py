@@ -1,0 +1,138 @@
+"""The sections of params.yaml as typed dataclasses: one field per key, each with its check.
+
+Every training stage fitted by Keras shares one fit schema (`FitParams`: epochs, batch_size,
+learning_rate, class_weight); a stage's own extras are the fields its section adds beside them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from imgclf.data.catalog import SOURCES
+from imgclf.params.checks import (
+    boolean,
+    choice,
+    int_list,
+    integer,
+    number,
+    optional_path,
+    size,
+    spec,
+    text,
+    weights,
+)
+
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+BACKBONES = ("vgg16", "resnet50", "inception_v3", "densenet121", "mobilenet_v2")
+
+
+@dataclass(frozen=True)
+class DataParams:
+    source: str = spec(choice(*SOURCES))
+    archive: str | None = spec(optional_path)
+    train_per_class: int = spec(integer(1))
+    test_per_class: int = spec(integer(1))
+    non_rgb: str = spec(choice("convert", "skip"))
+    max_image_pixels: int = spec(integer(64 * 64, 89_000_000))  # Pillow refuses more (its bomb guard)
+    validation_fraction: float = spec(number(0.0, 0.5, high_open=True))
+
+
+@dataclass(frozen=True)
+class ImageParams:
+    size: Any = spec(size)
+    color_mode: str = spec(choice("auto", "grayscale", "rgb"))
+
+
+@dataclass(frozen=True)
+class MlflowParams:
+    experiment: str = spec(text)
+    log_model: bool = spec(boolean)
+
+
+@dataclass(frozen=True)
+class PerceptronParams:
+    """The chapter's low-level loop counts SGD steps, not epochs, and has no class weights."""
+
+    learning_rate: float = spec(number(0.0, 10.0, low_open=True))
+    batch_size: int = spec(integer(1, 65536))
+    steps: int = spec(integer(1))
+    init_stddev: float = spec(number(0.0, 1.0))
+
+
+@dataclass(frozen=True)
+class CnnParams:
+    layout: str = spec(choice("auto", "chapter", "photo"))
+    filters: tuple[int, ...] = spec(int_list(1, 2048))
+    dense_units: int = spec(integer(1, 65536))
+    dropout: float = spec(number(0.0, 1.0, high_open=True))
+    precision: str = spec(choice(*PRECISIONS))
+
+
+@dataclass(frozen=True)
+class FitParams:
+    """The fit schema every Keras training stage shares."""
+
+    epochs: int = spec(integer(1, 10_000))
+    batch_size: int = spec(integer(1, 65536))
+    learning_rate: float = spec(number(0.0, 10.0, low_open=True))
+    class_weight: str = spec(choice("none", "balanced"))
+
+
+@dataclass(frozen=True)
+class AugmentationParams:
+    horizontal_flip: Any = spec(choice("auto", True, False))
+    zoom: float = spec(number(0.0, 0.9))
+    shear: float = spec(number(0.0, 1.0))
+    rotation: float = spec(number(0.0, 0.5))
+    translation: float = spec(number(0.0, 0.5))
+
+
+@dataclass(frozen=True)
+class BackboneParams:
+    name: str = spec(choice(*BACKBONES))
+    weights: str = spec(weights)
+    input_size: Any = spec(size)
+    precision: str = spec(choice(*PRECISIONS))
+
+
+@dataclass(frozen=True)
+class BottleneckParams:
+    batch_size: int = spec(integer(1, 65536))
+
+
+@dataclass(frozen=True)
+class TopParams(FitParams):
+    units: int = spec(integer(1, 65536))
+    dropout: float = spec(number(0.0, 1.0, high_open=True))
+    svm_c: float = spec(number(0.0, 1e6, low_open=True))
+
+
+@dataclass(frozen=True)
+class FinetuneParams(FitParams):
+    momentum: float = spec(number(0.0, 1.0, high_open=True))
+
+
+@dataclass(frozen=True)
+class ReportParams:
+    sort_by: str = spec(choice("accuracy", "f1_macro", "loss"))
+
+
+@dataclass(frozen=True)
+class Params:
+    """Every section of params.yaml, validated."""
+
+    seed: int = spec(integer(0, 2**31 - 1))
+    data: DataParams = spec(DataParams)
+    image: ImageParams = spec(ImageParams)
+    mlflow: MlflowParams = spec(MlflowParams)
+    perceptron: PerceptronParams = spec(PerceptronParams)
+    cnn: CnnParams = spec(CnnParams)
+    baseline: FitParams = spec(FitParams)
+    augmentation: AugmentationParams = spec(AugmentationParams)
+    augmented: FitParams = spec(FitParams)
+    backbone: BackboneParams = spec(BackboneParams)
+    bottleneck: BottleneckParams = spec(BottleneckParams)
+    top: TopParams = spec(TopParams)
+    finetune: FinetuneParams = spec(FinetuneParams)
+    report: ReportParams = spec(ReportParams)

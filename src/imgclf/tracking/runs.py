@@ -1,0 +1,179 @@
+"""A stage's MLflow run: opened named after the stage, closed FINISHED, FAILED or KILLED; what it logs."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import mlflow
+import psutil
+from mlflow.tracking import MlflowClient
+
+from imgclf.errors import UserError
+from imgclf.tracking import store
+from imgclf.tracking.tags import TAG_DATA_HASH, TAG_END_REASON, TAG_HOST, TAG_PID, data_hash, stage_tags
+
+
+def close_stale_runs(client: MlflowClient, experiment: str) -> int:
+    """Mark KILLED the RUNNING runs of this host whose process is gone (SIGKILL, power loss)."""
+    host = socket.gethostname()
+    closed = 0
+    for run in client.search_runs([experiment], filter_string="attributes.status = 'RUNNING'"):
+        if run.data.tags.get(TAG_HOST) != host:
+            continue
+        pid = int(run.data.tags.get(TAG_PID, "0") or 0)
+        if pid and psutil.pid_exists(pid) and pid != os.getpid():
+            continue
+        client.set_tag(run.info.run_id, TAG_END_REASON, f"process {pid} ended without closing the run")
+        client.set_terminated(run.info.run_id, status="KILLED")
+        closed += 1
+    return closed
+
+
+class StageRun:
+    """The active run of one stage: what a stage may log."""
+
+    def __init__(self, client: MlflowClient, run_id: str, uri: str):
+        self.client = client
+        self.run_id = run_id
+        self.uri = uri
+
+    def log_params(self, flat: Mapping[str, Any]) -> None:
+        """Log flattened params ("top.units": 256)."""
+        self._log_batches(params=[mlflow.entities.Param(key, _param_text(value)) for key, value in sorted(flat.items())])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Log numeric metrics, optionally at a step (epoch)."""
+        self._log_batches(metrics=[
+            mlflow.entities.Metric(key, float(value), 0, step or 0) for key, value in sorted(metrics.items())
+        ])
+
+    def log_history(self, history: Mapping[str, list[float]]) -> None:
+        """Per-epoch curves as metrics with step = epoch (1-based).
+
+        Keras names (loss, accuracy, val_loss, ...) become train_loss, train_accuracy, val_loss, ...:
+        plain `accuracy` and `loss` are reserved for the final test figures.
+        """
+        self._log_batches(metrics=[
+            mlflow.entities.Metric(key if key.startswith("val_") else f"train_{key}", float(value), 0, epoch)
+            for key, values in sorted(history.items())
+            for epoch, value in enumerate(values, start=1)
+        ])
+
+    def _log_batches(self, params: list | None = None, metrics: list | None = None) -> None:
+        # MLflow takes at most 100 params or 1000 metrics per batch.
+        with store.store_lock(self.uri):
+            for start in range(0, len(params or []), 100):
+                self.client.log_batch(self.run_id, params=params[start:start + 100])
+            for start in range(0, len(metrics or []), 500):
+                self.client.log_batch(self.run_id, metrics=metrics[start:start + 500])
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Set run tags."""
+        with store.store_lock(self.uri):
+            for key, value in tags.items():
+                self.client.set_tag(self.run_id, key, str(value))
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        """Copy a file or a folder into the run's artifacts."""
+        path = Path(path)
+        with store.store_lock(self.uri):
+            if path.is_dir():
+                self.client.log_artifacts(self.run_id, str(path), artifact_path)
+            elif path.exists():
+                self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_keras_model(self, model: Any, input_example: Any) -> None:
+        """The model through MLflow's keras flavor, with a signature inferred from an example."""
+        from mlflow.models import infer_signature
+
+        signature = infer_signature(input_example, model.predict(input_example, verbose=0))
+        with store.store_lock(self.uri), _keras_example_folder_fix():
+            mlflow.keras.log_model(
+                model, name="model", signature=signature, input_example=input_example,
+                pip_requirements=_model_requirements(),
+            )
+
+
+def _model_requirements() -> list[str]:
+    """What loading a keras-flavor model needs, pinned to what is installed. Listed, because
+    MLflow's inference of them loads the model once more in a subprocess, for every logged model."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("mlflow", "keras", "tensorflow", "numpy")]
+
+
+@contextlib.contextmanager
+def _keras_example_folder_fix() -> Iterator[None]:
+    """mlflow.keras.save_model writes input_example.json before creating the model folder
+    (mlflow#16183, open in 3.17): create the folder first, for the duration of one log_model."""
+    from mlflow.keras import save as keras_save
+
+    original = keras_save._save_example
+
+    def save_example(mlflow_model: Any, input_example: Any, path: str, *args: Any, **kwargs: Any) -> Any:
+        os.makedirs(path, exist_ok=True)
+        return original(mlflow_model, input_example, path, *args, **kwargs)
+
+    keras_save._save_example = save_example
+    try:
+        yield
+    finally:
+        keras_save._save_example = original
+
+
+def _param_text(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_param_text(item) for item in value) + "]"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+@contextlib.contextmanager
+def stage_run(stage: str, experiment: str, flat_params: Mapping[str, Any]) -> Iterator[StageRun]:
+    """One MLflow run named after the stage: FINISHED on success, FAILED/KILLED otherwise."""
+    uri = store.tracking_uri()
+    store.check_reachable(uri)
+    mlflow.set_tracking_uri(uri)
+    tags = stage_tags(stage)
+    with store.store_lock(uri):  # creating the client creates (migrates) a new SQLite store: one at a time
+        client = MlflowClient(uri)
+        experiment_key = store.experiment_id(client, experiment, uri)
+        close_stale_runs(client, experiment_key)
+        run = mlflow.start_run(experiment_id=experiment_key, run_name=stage, tags=tags)
+    active = StageRun(client, run.info.run_id, uri)
+    active.log_params(flat_params)
+    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    status, reason = "FAILED", "exception"
+    try:
+        yield active
+        if TAG_DATA_HASH not in tags and data_hash():  # the split stage made the manifest just now
+            active.set_tags({TAG_DATA_HASH: data_hash()})
+        status, reason = "FINISHED", ""
+    except KeyboardInterrupt:
+        status, reason = "KILLED", "interrupted (SIGINT/SIGTERM)"
+        raise
+    except UserError as error:
+        reason = f"imgclf: {error}"
+        raise
+    except BaseException as error:
+        reason = f"{type(error).__name__}: {error}"[:500]
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        with store.store_lock(uri):
+            if reason:
+                client.set_tag(active.run_id, TAG_END_REASON, reason)
+            mlflow.end_run(status=status)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+

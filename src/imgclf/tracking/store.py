@@ -1,0 +1,100 @@
+"""The MLflow store: its URI, the inter-process lock a SQLite store needs, reachability, experiments.
+
+Store: `sqlite:///<main workspace>/mlflow.db`, artifacts in `<main workspace>/mlartifacts`;
+`MLFLOW_TRACKING_URI` overrides. SQLite has one writer at a time, and `dvc queue start -j 2`
+runs stages of several experiments at once, so every write to a SQLite store happens under an
+inter-process file lock beside the database (`mlflow.db.lock`): no `database is locked`, no lost run.
+A tracking server's URI takes no lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+import mlflow
+from filelock import FileLock
+from mlflow.tracking import MlflowClient
+
+from imgclf import paths
+from imgclf.errors import UserError
+
+# Fail fast on an unreachable server instead of MLflow's minutes of retries (read per request).
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+
+# "Creating initial MLflow database tables..." is noise on a stage's stderr; errors stay one line.
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+logging.getLogger("alembic").setLevel(logging.WARNING)
+
+LOCK_TIMEOUT_S = 600
+
+def tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI, else the SQLite store at the main workspace's root."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    return f"sqlite:///{paths.main_workspace() / paths.STORE_FILE}"
+
+
+def sqlite_file(uri: str) -> Path | None:
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///"):])
+
+
+def store_lock(uri: str) -> contextlib.AbstractContextManager:
+    """An inter-process lock around writes to a SQLite store; a no-op for a tracking server."""
+    database = sqlite_file(uri)
+    if database is None:
+        return contextlib.nullcontext()
+    database.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(database) + ".lock", timeout=LOCK_TIMEOUT_S)
+
+
+def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
+    """For an http(s) tracking server, one quick TCP connect: a clear error instead of retries."""
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("http", "https"):
+        return
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname, port), timeout=timeout_s):
+            pass
+    except OSError as error:
+        raise UserError(
+            f"cannot reach the MLflow tracking server at {parsed.scheme}://{parsed.hostname}:{port} "
+            f"({error.strerror or error}): start it (make ui), or unset MLFLOW_TRACKING_URI to use "
+            f"the project's SQLite store"
+        ) from None
+
+
+
+def client(uri: str) -> MlflowClient:
+    """A client of the store; creating one creates (migrates) a new SQLite store, so one at a time."""
+    check_reachable(uri)
+    mlflow.set_tracking_uri(uri)
+    with store_lock(uri):
+        return MlflowClient(uri)
+
+
+def experiment_id(client: MlflowClient, name: str, uri: str) -> str:
+    """The experiment's id, created on first use with artifacts beside a SQLite store."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            raise UserError(
+                f"MLflow experiment {name!r} is deleted: restore it (mlflow experiments restore) "
+                f"or set mlflow.experiment to another name"
+            )
+        return experiment.experiment_id
+    database = sqlite_file(uri)
+    location = (database.parent / paths.ARTIFACTS_DIR).as_uri() if database else None
+    # The UI's "Model training" view (not GenAI) for this experiment.
+    return client.create_experiment(
+        name, artifact_location=location, tags={"mlflow.experimentKind": "custom_model_development"}
+    )
