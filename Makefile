@@ -7,18 +7,28 @@ RUN    := PATH="$(BIN):$$PATH"
 UI_PORT ?= 5000
 
 .DEFAULT_GOAL := help
-.PHONY: help install repro test test-slow test-all lint deps ui compare bench clean
+.PHONY: help install lock repro test test-slow test-all lint deps ui compare bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# The environment is locked: requirements.lock pins every package (with hashes), resolved from
+# pyproject.toml by `make lock`. uv installs it; it is itself pinned in the lock.
+UV_VERSION := $(shell sed -n 's/^uv==\([0-9.]*\).*/\1/p' requirements.lock)
+
+$(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q uv==$(UV_VERSION)
+	$(BIN)/uv pip sync -q --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	touch $(STAMP)
 
-install: $(STAMP) ## create .venv and install imgclf with its dev tools
+install: $(STAMP) ## create .venv with exactly requirements.lock, and imgclf (editable)
+
+lock: $(STAMP) ## re-resolve requirements.lock from pyproject.toml (every platform, Python 3.11), then reinstall
+	$(BIN)/uv pip compile -q pyproject.toml --extra dev --universal --generate-hashes --python-version 3.11 \
+		-o requirements.lock
+	$(MAKE) install
 
 repro: $(STAMP) ## run the pipeline (dvc repro) on params.yaml — offline default: mnist-sample
 	$(RUN) dvc repro

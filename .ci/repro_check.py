@@ -2,7 +2,8 @@
 
 Each run is a fresh `git clone` of the committed project with profiles/tiny.yaml applied; both log
 to one temp MLflow store. Fails (exit 1, with a readable diff) unless:
-  - every metrics/*.json is byte-identical across the two runs,
+  - every output hash dvc.lock records (data, features, models, metrics, plots, reports) is the same
+    in both runs, and every metrics/*.json is byte-identical,
   - `dvc status` is clean after each run,
   - the store holds two complete (FINISHED) runs per stage with identical final metrics
     (timings excluded: they are the only figures allowed to differ).
@@ -36,8 +37,8 @@ def sh(command: list[str], cwd: Path, env: dict[str, str]) -> str:
     return result.stdout
 
 
-def run_pipeline(workdir: Path, env: dict[str, str], label: str) -> dict[str, bytes]:
-    """Clone, apply the tiny profile, dvc repro, check dvc status; return metrics files' bytes."""
+def run_pipeline(workdir: Path, env: dict[str, str], label: str) -> tuple[dict[str, bytes], dict[str, str]]:
+    """Clone, apply the tiny profile, dvc repro, check dvc status; (metrics files' bytes, out hashes)."""
     sh(["git", "clone", "--quiet", str(ROOT), str(workdir)], ROOT, env)
     apply_overrides(workdir / "params.yaml", yaml.safe_load((workdir / "profiles" / "tiny.yaml").read_text()))
     env = {**env, "PYTHONPATH": str(workdir / "src")}  # the clone's code, not the venv's editable install
@@ -48,7 +49,20 @@ def run_pipeline(workdir: Path, env: dict[str, str], label: str) -> dict[str, by
     if "up to date" not in status:
         print(f"FAILED: dvc status not clean after {label}:\n{status}")
         raise SystemExit(1)
-    return {path.name: path.read_bytes() for path in sorted((workdir / "metrics").glob("*.json"))}
+    metrics = {path.name: path.read_bytes() for path in sorted((workdir / "metrics").glob("*.json"))}
+    return metrics, out_hashes(workdir / "dvc.lock")
+
+
+def out_hashes(lock_file: Path) -> dict[str, str]:
+    """{stage: out path: md5} for every output dvc.lock records."""
+    stages = yaml.safe_load(lock_file.read_text())["stages"]
+    return {f"{name}: {out['path']}": out.get("md5", "") for name, stage in stages.items() for out in stage.get("outs", [])}
+
+
+def compare_outputs(first: dict[str, str], second: dict[str, str]) -> list[str]:
+    """The dvc.lock outputs whose hashes differ between the two runs."""
+    return [f"dvc.lock {key}: {first.get(key)} vs {second.get(key)}"
+            for key in sorted(set(first) | set(second)) if first.get(key) != second.get(key)]
 
 
 def compare_metrics(first: dict[str, bytes], second: dict[str, bytes]) -> list[str]:
@@ -98,14 +112,15 @@ def main() -> None:
         uri = f"sqlite:///{temp_path / 'mlflow.db'}"
         env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}", "MLFLOW_TRACKING_URI": uri}
         env.pop("DVC_ROOT", None)
-        first = run_pipeline(temp_path / "run1", env, "run 1")
-        second = run_pipeline(temp_path / "run2", env, "run 2")
+        first, first_outs = run_pipeline(temp_path / "run1", env, "run 1")
+        second, second_outs = run_pipeline(temp_path / "run2", env, "run 2")
         stages = list(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])
-        problems = compare_metrics(first, second) + compare_mlflow(uri, stages)
+        problems = compare_outputs(first_outs, second_outs) + compare_metrics(first, second) + compare_mlflow(uri, stages)
     if problems:
         print("REPRODUCIBILITY CHECK FAILED:\n" + "\n\n".join(problems))
         raise SystemExit(1)
-    print(f"reproducibility check passed: {len(first)} metrics files byte-identical, "
+    print(f"reproducibility check passed: {len(first_outs)} dvc.lock output hashes identical, "
+          f"{len(first)} metrics files byte-identical, "
           f"dvc status clean twice, 2 complete MLflow runs per stage ({', '.join(stages)})")
 
 

@@ -308,3 +308,6 @@ def test_real_full_or_read_only_filesystem(good_split, mlflow_store, write_param
     old_manifest = hashlib.sha256((seed / "split" / "manifest.csv").read_bytes()).hexdigest()
     assert old_manifest in result.stdout  # the previous split is intact
     assert state()["metrics"] == good_split["metrics"]
+    # Space again (the namespace and its file system are gone): the next run completes.
+    again = subprocess.run(stage_argv("split"), cwd=workspace, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]

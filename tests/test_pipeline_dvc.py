@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,23 @@ def test_repro_status_skip_and_experiments(dvc_repo) -> None:
     assert failed.returncode != 0
     assert "imgclf: params.yaml: data.train_per_class = -1: must be an integer >= 1\n" in output, output
     assert "Traceback" not in output
+
+
+@pytest.mark.slow
+def test_a_second_repro_while_one_runs_stops_with_dvcs_lock_message(dvc_repo) -> None:
+    repo, env = dvc_repo
+    log = repo.parent / "first.log"
+    with open(log, "w") as output:
+        first = subprocess.Popen(["dvc", "repro"], cwd=repo, env=env, stdout=output, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 300
+        while "Running stage 'download'" not in log.read_text() and time.monotonic() < deadline:
+            assert first.poll() is None, log.read_text()
+            time.sleep(0.2)
+        second = run(repo, env, "dvc", "repro", check=False)
+        assert first.wait(timeout=600) == 0, log.read_text()[-3000:]
+    message = second.stdout + second.stderr
+    # DVC 3 holds a read/write lock on each stage's outputs while it runs: the second repro is refused.
+    assert second.returncode != 0 and "is busy, it is being blocked by" in message, message
+    assert "Running stage" not in message
+    assert "Data and pipelines are up to date." in run(repo, env, "dvc", "status").stdout
+    assert [item.info.run_name for item in runs(repo)] == list(STAGES)  # the second ran nothing

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -71,3 +72,14 @@ def test_pipeline_reruns_exactly_what_changed_and_lineage_survives_the_run_cache
     assert len(stage_runs(project, "top")) == 2  # no new MLflow run for a restored stage...
     ids = compare(project, "--with-ids", "--format", "csv")
     assert first_top[0].info.run_id in ids  # ...but dvc.lock still resolves to the run behind it
+
+    # A teammate's clone with another (here: no) MLflow store: the same leaderboard, and one line
+    # saying which runs it could not find.
+    leaderboard = (project / "reports" / "leaderboard.csv").read_text()
+    (project / "mlflow.db").unlink()
+    shutil.rmtree(project / "mlartifacts")
+    output = run(["dvc", "repro", "--force", "--single-item", "report"], project).stdout
+    assert (project / "reports" / "leaderboard.csv").read_text() == leaderboard
+    missing = [line for line in output.splitlines() if line.startswith("report: no MLflow run in ")]
+    assert len(missing) == 1 and all(stage in missing[0] for stage in ("perceptron", "baseline", "augmented", "top", "finetune"))
+    assert "up to date" in run(["dvc", "status"], project).stdout

@@ -1,7 +1,9 @@
-"""Report and compare: the same leaderboard from the same runs; dvc.lock resolves restored stages."""
+"""Report and compare: the leaderboard from what DVC tracks, the runs behind it from MLflow, via dvc.lock."""
 
 from __future__ import annotations
 
+import io
+import json
 import subprocess
 import sys
 
@@ -24,15 +26,24 @@ def lock_entry(stage: str, version: int) -> dict:
             "params": {"params.yaml": {f"{stage}.epochs": version}}}
 
 
+def stage_metrics(stage: str, accuracy: float) -> dict:
+    """What a model stage writes to metrics/<stage>.json (the part the leaderboard reads)."""
+    metrics = {"accuracy": accuracy, "f1_macro": accuracy - 0.01, "loss": 1 - accuracy,
+               "trainable_params": 1000, "total_params": 2000, "epochs": 2, "model_size_bytes": 3_000_000}
+    if stage in ("top", "finetune"):
+        metrics |= {"backbone": "vgg16", "weights": "none"}
+    return metrics
+
+
 def log_stage_run(stage: str, version: int, pipeline: str, monkeypatch, accuracy: float) -> str:
     """A finished run as a stage would leave it, fingerprinted like dvc.lock version `version`."""
     monkeypatch.setenv("IMGCLF_PIPELINE_ID", pipeline)
     monkeypatch.setattr(lineage, "current_fingerprint", lambda name: lineage.fingerprint(lock_entry(name, version)))
     with runs.stage_run(stage, EXPERIMENT, {f"{stage}.epochs": version}) as run:
         run.log_history({"loss": [1.0, 0.5], "accuracy": [0.5, accuracy]})
-        run.log_metrics({"accuracy": accuracy, "f1_macro": accuracy - 0.01, "loss": 1 - accuracy,
-                         "trainable_params": 1000, "total_params": 2000, "epochs": 2,
-                         "training_seconds": 12.5, "model_size_bytes": 3_000_000})
+        metrics = stage_metrics(stage, accuracy)
+        run.log_metrics({key: value for key, value in metrics.items() if isinstance(value, float | int)}
+                        | {"training_seconds": 12.5})
         if stage in ("top", "finetune"):
             run.set_tags({"backbone": "vgg16", "weights": "none"})
         return run.run_id
@@ -40,8 +51,11 @@ def log_stage_run(stage: str, version: int, pipeline: str, monkeypatch, accuracy
 
 @pytest.fixture
 def pipeline_runs(workspace, mlflow_store, monkeypatch):
-    """Pipeline p1 ran every stage (version 1); p2 re-ran top only, with another fingerprint."""
+    """Pipeline p1 ran every stage (version 1, its metrics files here); p2 re-ran top with another fingerprint."""
     ids = {stage: log_stage_run(stage, 1, "p1", monkeypatch, accuracy) for stage, accuracy in ACCURACY.items()}
+    (workspace / "metrics").mkdir()
+    for stage, accuracy in ACCURACY.items():
+        (workspace / "metrics" / f"{stage}.json").write_text(json.dumps(stage_metrics(stage, accuracy)))
     newer_top = log_stage_run("top", 2, "p2", monkeypatch, 0.42)
     (workspace / "dvc.lock").write_text(yaml.safe_dump(
         {"schema": "2.0", "stages": {stage: lock_entry(stage, 1) for stage in ACCURACY}}))
@@ -49,8 +63,7 @@ def pipeline_runs(workspace, mlflow_store, monkeypatch):
 
 
 def test_leaderboard_ranks_every_model_stage(pipeline_runs):
-    client = store.client(store.tracking_uri())
-    frame = report.leaderboard(queries.runs_from_lock(client, EXPERIMENT), "accuracy")
+    frame = report.leaderboard(report.rows_from_files(), "accuracy")
     assert list(frame["stage"]) == sorted(ACCURACY, key=ACCURACY.get, reverse=True)
     assert list(frame["rank"]) == [1, 2, 3, 4, 5]
     top = frame.set_index("stage").loc["top"]
@@ -85,6 +98,34 @@ def test_report_stage_writes_and_compare_prints_the_same_leaderboard(pipeline_ru
                          text=True, timeout=120, cwd=workspace)
     assert csv.stdout == (workspace / "reports" / "leaderboard.csv").read_text()
     assert "run_id" not in csv.stdout and "p1" not in markdown  # no run ids in DVC outputs
+    assert "12.5" not in markdown  # nor timings
+    runs_file = (workspace / "reports" / "runs.md").read_text()  # git-ignored, not a DVC output
+    assert all(run_id in runs_file and run_id in result.stdout for run_id in pipeline_runs[0].values())
+    assert "12.5" in runs_file and "http://127.0.0.1:5000/#/experiments/" in runs_file
+
+
+def test_report_without_the_runs_still_writes_the_whole_leaderboard(pipeline_runs, workspace):
+    subprocess.run(stage_argv("report"), capture_output=True, text=True, timeout=240, cwd=workspace, check=True)
+    before = (workspace / "reports" / "leaderboard.csv").read_text()
+    (workspace / "mlflow.db").unlink()  # a teammate's empty store
+    result = subprocess.run(stage_argv("report"), capture_output=True, text=True, timeout=240, cwd=workspace)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (workspace / "reports" / "leaderboard.csv").read_text() == before
+    line = [line for line in result.stdout.splitlines() if line.startswith("report: no MLflow run in")]
+    assert len(line) == 1 and all(stage in line[0] for stage in ACCURACY)
+    compare = subprocess.run([sys.executable, "-m", "imgclf", "compare", "--with-ids"], capture_output=True,
+                             text=True, timeout=120, cwd=workspace)
+    assert compare.returncode == 0 and "report: no MLflow run in" in compare.stderr
+    assert all(f"| {stage} " in compare.stdout for stage in ACCURACY)
+
+
+def test_compare_without_a_reachable_server_prints_the_table_and_says_why(pipeline_runs, workspace):
+    env = {**__import__("os").environ, "MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}  # nothing listens there
+    result = subprocess.run([sys.executable, "-m", "imgclf", "compare"], capture_output=True, text=True,
+                            timeout=120, cwd=workspace, env=env)
+    assert result.returncode == 0, result.stderr
+    assert all(f"| {stage} " in result.stdout for stage in ACCURACY)
+    assert result.stderr.startswith("imgclf: cannot reach the MLflow tracking server at http://127.0.0.1:9")
 
 
 def test_compare_says_what_is_wrong_when_nothing_matches(pipeline_runs, workspace):
@@ -96,7 +137,6 @@ def test_compare_says_what_is_wrong_when_nothing_matches(pipeline_runs, workspac
 
 
 def test_render_csv_round_trips(pipeline_runs):
-    client = store.client(store.tracking_uri())
-    frame = report.leaderboard(queries.runs_from_lock(client, EXPERIMENT), "loss")
-    parsed = pd.read_csv(__import__("io").StringIO(report.render(frame, "csv")))
+    frame = report.leaderboard(report.rows_from_files(), "loss")
+    parsed = pd.read_csv(io.StringIO(report.render(frame, "csv")))
     assert list(parsed["stage"])[0] == "baseline"  # lowest loss first

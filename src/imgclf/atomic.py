@@ -21,7 +21,8 @@ def directory(target: Path) -> Iterator[Path]:
     temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
     temp.chmod(0o777 & ~_umask())  # mkdtemp makes it private (0700); outputs get the usual mode
     try:
-        yield temp
+        with _naming(target):
+            yield temp
         if target.exists():
             old = target.with_name(f".{target.name}.old-{os.getpid()}")
             shutil.rmtree(old, ignore_errors=True)
@@ -37,6 +38,17 @@ def directory(target: Path) -> Iterator[Path]:
     finally:
         if temp.exists():
             shutil.rmtree(temp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _naming(target: Path) -> Iterator[None]:
+    """An OSError that names no file (h5py, zipfile) gets the output's name: the user sees which."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is None and error.errno is not None:
+            raise OSError(error.errno, error.strerror, str(target)) from error
+        raise
 
 
 def remove_stale(target: Path) -> None:
@@ -72,7 +84,7 @@ def file(target: Path, mode: str = "w") -> Iterator[Any]:
     os.chmod(temp_name, 0o666 & ~_umask())  # mkstemp makes it private (0600)
     temp = Path(temp_name)
     try:
-        with os.fdopen(handle, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as stream:
+        with _naming(target), os.fdopen(handle, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as stream:
             yield stream
             stream.flush()
             os.fsync(stream.fileno())

@@ -30,14 +30,16 @@ def parser() -> argparse.ArgumentParser:
     commands = main.add_subparsers(dest="command", required=True)
     compare = commands.add_parser(
         "compare", help="print the leaderboard from MLflow runs",
-        description="Pick runs by pipeline id, DVC experiment name, or (default) the runs that "
-        "produced the outputs recorded in dvc.lock — stages restored from DVC's run-cache included.",
+        description="By default the leaderboard of metrics/*.json (what DVC tracks), with the runs that "
+        "produced them (through dvc.lock, stages restored from DVC's run-cache included); or the runs of "
+        "one pipeline id or DVC experiment, from their MLflow metrics.",
     )
     compare.add_argument("--experiment", default=None, help="MLflow experiment (default: params.yaml mlflow.experiment)")
     which = compare.add_mutually_exclusive_group()
     which.add_argument("--pipeline-id", help="runs of one dvc repro / DVC experiment (tag imgclf.pipeline_id)")
     which.add_argument("--exp-name", help="runs of a DVC experiment (tag dvc.exp_name)")
-    which.add_argument("--lock", type=Path, help="runs matching this dvc.lock (default: ./dvc.lock)")
+    which.add_argument("--lock", type=Path, help="runs matching this dvc.lock, with their own metrics "
+                       "(default: metrics/*.json here and the runs behind ./dvc.lock)")
     compare.add_argument("--format", choices=("markdown", "csv"), default="markdown")
     compare.add_argument("--sort-by", choices=sorted(report.SORT_ASCENDING), default="accuracy")
     compare.add_argument("--with-ids", action="store_true", help="add pipeline and run ids")
@@ -51,26 +53,39 @@ def parser() -> argparse.ArgumentParser:
 
 
 def compare(args: argparse.Namespace) -> str:
-    """The leaderboard text for the chosen runs."""
+    """The leaderboard text for the chosen runs (by default: metrics/*.json and the runs behind dvc.lock)."""
     uri = store.tracking_uri()
-    client = store.client(uri)
+    where = store.display_uri(uri)
     experiment = args.experiment or _default_experiment()
-    if args.pipeline_id:
-        runs = queries.latest_by_stage(client, experiment, {TAG_PIPELINE: args.pipeline_id})
-        chosen = f"pipeline {args.pipeline_id}"
-    elif args.exp_name:
-        runs = queries.latest_by_stage(client, experiment, {TAG_EXP_NAME: args.exp_name})
-        chosen = f"DVC experiment {args.exp_name}"
-    else:
-        lock = args.lock or Path(lineage.LOCK_FILE)
-        if not lock.exists():
-            raise UserError(f"{lock} not found: run `make repro` first, or pass --pipeline-id/--exp-name")
-        runs = queries.runs_from_lock(client, experiment, lock)
-        chosen = f"the runs that produced {lock}"
-    frame = report.leaderboard(runs, args.sort_by)
+    if args.pipeline_id or args.exp_name or args.lock:
+        client = store.client(uri)
+        if args.pipeline_id:
+            runs = queries.latest_by_stage(client, experiment, {TAG_PIPELINE: args.pipeline_id})
+            chosen = f"pipeline {args.pipeline_id}"
+        elif args.exp_name:
+            runs = queries.latest_by_stage(client, experiment, {TAG_EXP_NAME: args.exp_name})
+            chosen = f"DVC experiment {args.exp_name}"
+        else:
+            runs = queries.runs_from_lock(client, experiment, args.lock)
+            chosen = f"the runs that produced {args.lock}"
+        frame = report.leaderboard(report.rows_from_runs(runs), args.sort_by)
+        if frame.empty:
+            raise UserError(f"no finished model-stage runs for {chosen} in MLflow experiment {experiment!r} at {where}: "
+                            f"check the filter")
+        linked, _ = report.with_runs(frame, runs, queries.run_link(uri))
+        return report.render(linked, args.format, with_ids=args.with_ids)
+    frame = report.leaderboard(report.rows_from_files(), args.sort_by)
     if frame.empty:
-        raise UserError(f"no finished model-stage runs for {chosen} in MLflow experiment {experiment!r} at {uri}: check the filter")
-    return report.render(frame, args.format, with_ids=args.with_ids)
+        raise UserError("metrics/*.json: no model stage's metrics here: run `make repro` first, or pass --pipeline-id/--exp-name")
+    try:
+        runs = queries.runs_from_lock(store.client(uri), experiment, Path(lineage.LOCK_FILE))
+    except UserError as error:  # the table stands without the store: say why it has no run ids
+        print(f"imgclf: {error}", file=sys.stderr)
+        runs = {}
+    linked, missing = report.with_runs(frame, runs, queries.run_link(uri))
+    if missing and args.with_ids:
+        print(report.missing_line(missing, where), file=sys.stderr)
+    return report.render(linked, args.format, with_ids=args.with_ids)
 
 
 def main(argv: list[str] | None = None) -> None:

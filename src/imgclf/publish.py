@@ -37,16 +37,16 @@ def model_stage(
         "total_params": int(model.count_params()),
     }
     metrics |= dict(extra_metrics or {})
-    atomic.write_json(paths.metrics_file(stage), metrics)
-    plots.write_plots(paths.plots_dir(stage), fitted.history, labels, probabilities.argmax(axis=1), class_names)
     inference_model = model_file.without_optimizer(model)
     with atomic.directory(paths.model_dir(stage)) as folder:
         model_file.save(inference_model, folder / paths.model_file(stage).name)
+    metrics["model_size_bytes"] = paths.model_file(stage).stat().st_size  # the file is byte-stable
+    atomic.write_json(paths.metrics_file(stage), metrics)
+    plots.write_plots(paths.plots_dir(stage), fitted.history, labels, probabilities.argmax(axis=1), class_names)
 
     tracked.log_history(fitted.history)
     final = {key: value for key, value in flatten(metrics).items() if isinstance(value, (int, float))}
     final["training_seconds"] = fitted.seconds  # run-specific: MLflow only, never the JSON
-    final["model_size_bytes"] = paths.model_file(stage).stat().st_size  # for the leaderboard
     tracked.log_metrics(final)
     tracked.log_artifact(paths.metrics_file(stage), "metrics")
     tracked.log_artifact(paths.plots_dir(stage), "plots")

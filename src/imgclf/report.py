@@ -1,13 +1,20 @@
-"""The leaderboard across model stages: built from MLflow runs, written as Markdown, CSV and a PNG.
+"""The leaderboard across model stages: from what DVC tracks, with the MLflow runs beside it when known.
 
-The same `leaderboard()` serves the report stage (runs resolved through dvc.lock: the runs that
-produced the outputs DVC has now) and `python -m imgclf compare` (runs picked by pipeline id, DVC
-experiment name, or dvc.lock), so both print the same table for the same runs.
+The table itself is built from `metrics/<stage>.json` (written by each model stage, tracked by
+DVC), so any clone that has the outputs — a teammate after `dvc pull`, a fresh MLflow store, a
+different one — gets the same leaderboard. The MLflow runs that produced those outputs (found
+through dvc.lock's fingerprints) add run ids, training seconds and links: run-specific, so they go
+to stdout, MLflow and `reports/runs.md` (git-ignored, not a DVC output), never into the cached
+`reports/leaderboard.{md,csv,png}`.
+
+`python -m imgclf compare` prints the same table; with --pipeline-id/--exp-name it builds it from
+the runs' own metrics instead (those filters exist in MLflow only).
 """
 
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -18,37 +25,33 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from imgclf import atomic, paths
-from imgclf.params import Params
-from imgclf.tracking import queries
-from imgclf.tracking.runs import StageRun
-from imgclf.tracking.tags import TAG_PIPELINE, TAG_STAGE
+from imgclf.tracking.tags import TAG_PIPELINE
 
 MODEL_STAGES = ("perceptron", "baseline", "augmented", "top", "finetune")
 COLUMNS = [
     "stage", "accuracy", "f1_macro", "loss", "trainable_params", "total_params", "model_size_mb",
-    "training_seconds", "epochs", "backbone", "weights", "pipeline_id", "run_id",
+    "epochs", "backbone", "weights",
 ]
+RUN_COLUMNS = ["training_seconds", "pipeline_id", "run_id", "link"]
 SORT_ASCENDING = {"accuracy": False, "f1_macro": False, "loss": True}
+RUNS_FILE = paths.REPORTS / "runs.md"  # run ids and timings: run-specific, so not a DVC output
 
 
-def row_from_run(run: Any) -> dict[str, Any]:
-    """One leaderboard row from an MLflow run of a model stage."""
-    metrics, tags = run.data.metrics, run.data.tags
+def row(stage: str, metrics: Mapping[str, Any], tags: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """One leaderboard row from a stage's metrics (metrics/<stage>.json or its MLflow run's)."""
+    tags = tags or {}
     size = metrics.get("model_size_bytes")
     return {
-        "stage": tags.get(TAG_STAGE, run.info.run_name),
+        "stage": stage,
         "accuracy": metrics.get("accuracy"),
         "f1_macro": metrics.get("f1_macro"),
         "loss": metrics.get("loss"),
         "trainable_params": _int_or_none(metrics.get("trainable_params")),
         "total_params": _int_or_none(metrics.get("total_params")),
         "model_size_mb": None if size is None else round(size / 1e6, 2),
-        "training_seconds": None if metrics.get("training_seconds") is None else round(metrics["training_seconds"], 1),
         "epochs": _int_or_none(metrics.get("epochs")),
-        "backbone": tags.get("backbone", ""),
-        "weights": tags.get("weights", ""),
-        "pipeline_id": tags.get(TAG_PIPELINE, ""),
-        "run_id": run.info.run_id,
+        "backbone": metrics.get("backbone") or tags.get("backbone", ""),
+        "weights": metrics.get("weights") or tags.get("weights", ""),
     }
 
 
@@ -56,9 +59,23 @@ def _int_or_none(value: float | None) -> int | None:
     return None if value is None else int(value)
 
 
-def leaderboard(runs: Mapping[str, Any], sort_by: str = "accuracy") -> pd.DataFrame:
-    """A table with one row per model stage that has a run, best first."""
-    rows = [row_from_run(runs[stage]) for stage in MODEL_STAGES if stage in runs]
+def rows_from_files(metrics_dir: Path = paths.METRICS) -> list[dict[str, Any]]:
+    """A row per model stage whose metrics/<stage>.json exists."""
+    rows = []
+    for stage in MODEL_STAGES:
+        path = metrics_dir / f"{stage}.json"
+        if path.is_file():
+            rows.append(row(stage, json.loads(path.read_text(encoding="utf-8"))))
+    return rows
+
+
+def rows_from_runs(runs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A row per model stage from its MLflow run's final metrics and tags."""
+    return [row(stage, runs[stage].data.metrics, runs[stage].data.tags) for stage in MODEL_STAGES if stage in runs]
+
+
+def leaderboard(rows: list[dict[str, Any]], sort_by: str = "accuracy") -> pd.DataFrame:
+    """A table with one row per model stage, best first."""
     frame = pd.DataFrame(rows, columns=COLUMNS)
     if frame.empty:
         return frame
@@ -67,15 +84,53 @@ def leaderboard(runs: Mapping[str, Any], sort_by: str = "accuracy") -> pd.DataFr
     return frame.reset_index(drop=True)
 
 
-def render(frame: pd.DataFrame, output_format: str = "markdown", with_ids: bool = False) -> str:
-    """The leaderboard as Markdown (for people) or CSV (for tools); run ids only when asked.
+def with_runs(frame: pd.DataFrame, runs: Mapping[str, Any], run_link: Any = None) -> tuple[pd.DataFrame, list[str]]:
+    """The leaderboard plus each stage's run (id, pipeline, training seconds, link); stages without one.
 
-    The report stage's files are DVC outputs, so they leave out run ids and pipeline ids.
+    `run_link(run)` gives a run's address in the MLflow UI, or None.
     """
-    shown = frame if with_ids else frame.drop(columns=["pipeline_id", "run_id"], errors="ignore")
+    linked = frame.copy()
+    found = [runs.get(stage) for stage in linked["stage"]]
+    linked["training_seconds"] = [None if run is None or "training_seconds" not in run.data.metrics
+                                  else round(run.data.metrics["training_seconds"], 1) for run in found]
+    linked["pipeline_id"] = ["" if run is None else run.data.tags.get(TAG_PIPELINE, "") for run in found]
+    linked["run_id"] = ["" if run is None else run.info.run_id for run in found]
+    linked["link"] = ["" if run is None or run_link is None else (run_link(run) or "") for run in found]
+    missing = [stage for stage, run in zip(linked["stage"], found, strict=True) if run is None]
+    return linked, missing
+
+
+def render(frame: pd.DataFrame, output_format: str = "markdown", with_ids: bool = False) -> str:
+    """The leaderboard as Markdown (for people) or CSV (for tools); run columns only when asked."""
+    shown = frame if with_ids else frame.drop(columns=RUN_COLUMNS, errors="ignore")
     if output_format == "csv":
         return shown.to_csv(index=False, lineterminator="\n")
     return shown.astype(object).where(shown.notna(), "").to_markdown(index=False, floatfmt=".4f") + "\n"
+
+
+def missing_line(missing: list[str], where: str) -> str:
+    """The one line saying which stages' runs the store does not have."""
+    return f"report: no MLflow run in {where} for {', '.join(missing)} (the leaderboard comes from metrics/*.json)"
+
+
+def write(frame: pd.DataFrame, folder: Path = paths.REPORTS) -> list[Path]:
+    """reports/leaderboard.{md,csv,png}: only what data, params and code determine (DVC outputs)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = [folder / "leaderboard.md", folder / "leaderboard.csv"]
+    atomic.write_text(written[0], "# Leaderboard\n\n" + render(frame))
+    atomic.write_text(written[1], render(frame, "csv"))
+    if not frame.empty:
+        written.append(folder / "leaderboard.png")
+        plot(frame, written[2])
+    return written
+
+
+def write_runs(linked: pd.DataFrame, missing: list[str], where: str, target: Path = RUNS_FILE) -> None:
+    """reports/runs.md: the leaderboard with its MLflow runs (git-ignored, rewritten every run)."""
+    text = "# Leaderboard runs\n\n" + render(linked, with_ids=True)
+    if missing:
+        text += "\n" + missing_line(missing, where) + "\n"
+    atomic.write_text(target, text)
 
 
 def plot(frame: pd.DataFrame, target: Path) -> None:
@@ -104,22 +159,3 @@ def plot(frame: pd.DataFrame, target: Path) -> None:
     plt.close(figure)
     with atomic.file(target, "wb") as stream:
         stream.write(buffer.getvalue())
-
-
-def build_report(params: Params, run: StageRun) -> pd.DataFrame:
-    """The report stage: resolve each model stage's run through dvc.lock, write and log the leaderboard."""
-    runs = queries.runs_from_lock(run.client, params.mlflow.experiment)
-    frame = leaderboard(runs, params.report.sort_by)
-    missing = [stage for stage in MODEL_STAGES if stage not in runs]
-    paths.REPORTS.mkdir(parents=True, exist_ok=True)
-    markdown = "# Leaderboard\n\n" + render(frame)
-    if missing:
-        markdown += f"\nNo MLflow run found for: {', '.join(missing)}.\n"
-    atomic.write_text(paths.REPORTS / "leaderboard.md", markdown)
-    atomic.write_text(paths.REPORTS / "leaderboard.csv", render(frame, "csv"))
-    if not frame.empty:
-        plot(frame, paths.REPORTS / "leaderboard.png")
-    for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.png"):
-        run.log_artifact(paths.REPORTS / name)
-    run.set_tags({f"report.{row['stage']}.run_id": row["run_id"] for _, row in frame.iterrows()})
-    return frame

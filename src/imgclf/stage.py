@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from typing import Callable, Sequence
 
 from imgclf import params as params_module
@@ -9,6 +10,8 @@ from imgclf.errors import UserError, exit_with
 from imgclf.tracking import runs
 
 Recipe = Callable[[params_module.Params, runs.StageRun], None]
+# A full disk, a quota, a file-size limit (ulimit -f), a read-only file system: the user's to fix.
+CANNOT_WRITE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 
 
 def main(stage: str, sections: Sequence[str], recipe: Recipe) -> None:
@@ -24,3 +27,10 @@ def main(stage: str, sections: Sequence[str], recipe: Recipe) -> None:
             recipe(config, tracked)
     except UserError as error:
         exit_with(error)
+    except OSError as error:
+        if error.errno not in CANNOT_WRITE:
+            raise
+        exit_with(UserError(
+            f"{stage}: cannot write {error.filename or 'its outputs'} ({error.strerror}): free disk space "
+            f"(or raise the limit), then run it again: no partial output was kept"
+        ))

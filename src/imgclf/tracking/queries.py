@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
+from urllib.parse import urlparse
 
 from mlflow.tracking import MlflowClient
 
@@ -48,3 +49,11 @@ def runs_from_lock(client: MlflowClient, experiment: str, lock_file: Path = Path
         if run is not None:
             found[stage] = run
     return found
+
+
+def run_link(uri: str) -> Callable[[Any], str]:
+    """A run's address in the MLflow UI: the tracking server's own, or `make ui`'s for a local store."""
+    parsed = urlparse(uri)
+    base = f"{parsed.scheme}://{parsed.hostname}:{parsed.port or ''}".rstrip(":") if parsed.scheme in ("http", "https") \
+        else "http://127.0.0.1:5000"  # make ui
+    return lambda run: f"{base}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"

@@ -41,6 +41,14 @@ def tracking_uri() -> str:
     return f"sqlite:///{paths.main_workspace() / paths.STORE_FILE}"
 
 
+def display_uri(uri: str) -> str:
+    """The URI without user name or password (safe to print or log)."""
+    parsed = urlparse(uri)
+    if parsed.username or parsed.password:
+        return parsed._replace(netloc=parsed.hostname + (f":{parsed.port}" if parsed.port else "")).geturl()
+    return uri
+
+
 def sqlite_file(uri: str) -> Path | None:
     if not uri.startswith("sqlite:///"):
         return None
