@@ -31,6 +31,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "input_pipeline": ["input_pipeline.py"],
     "backbone": ["backbone.py"],
     "scale": ["scale.py"],
+    "own_images": ["own_images.py"],
     "dvc_status": ["dvc_status.py", "--repeats", "1"],  # benchmarks/dvc_status.py, another owner's
     "end_to_end": ["end_to_end.py"],
     "dvc_overhead": ["dvc_overhead.py", "--repeats", "3"],
@@ -188,6 +189,19 @@ def summary_rows() -> list[tuple[str, str, str, str, str]]:
         rows.append(("scale", "bottleneck 1k / 10k images", f"{small['seconds']:.0f} / {large['seconds']:.0f} s, "
                      f"{small['peak_rss_mib']:.0f} / {large['peak_rss_mib']:.0f} MiB ({check['growth'] * 100:+.1f} %)",
                      "flat", _mark(check["pass_flat"])))
+    data = _load("own_images")
+    if data:
+        rows.append(("own_images", "load average (1 min) before / after", _loads(data), "< 0.7", ""))
+        for images, run in data["runs"].items():
+            rows.append(("own_images", f"folder of {int(images):,} files: download, split",
+                         f"{run['download']['seconds']:.1f} s / {run['split']['seconds']:.1f} s "
+                         f"({run['split']['images_per_s']:.0f} img/s), {run['download']['peak_rss_mib']:.0f} / "
+                         f"{run['split']['peak_rss_mib']:.0f} MiB", "", ""))
+        check = data["checks"]
+        rows.append(("own_images", "split peak RSS, smallest -> largest folder", f"{check['split_rss_growth'] * 100:+.1f} %",
+                     "within 20 %", _mark(check["pass_split_rss_flat"])))
+        rows.append(("own_images", f"no-op dvc repro, {max(data['images']):,}-file data.path",
+                     f"{data['noop']['noop_median_s']:.2f} s", "<= 3 s", _mark(check["pass_noop_repro"])))
     data = _load("end_to_end")
     if data:
         rows.append(("end_to_end", "load average (1 min) before / after", _loads(data), "< 0.7", ""))

@@ -144,7 +144,7 @@ BAD_FILES = (
     Bad("bomb-png-30000", huge_png, "too large to decode safely", "png"),
     Bad("bomb-jpeg-30000", lambda: huge_jpeg(30_000, 30_000), "too large to decode safely"),
     Bad("huge-jpeg-8000", lambda: huge_jpeg(8_000, 8_000), "too large to decode safely (8000x8000)"),
-    Bad("not-an-image-name", lambda: b"GIF89a", "not an image file name (.gif)", "gif"),
+    Bad("not-an-image-name", lambda: b"PSD\x00", "not an image file name (.psd)", "psd"),
 )
 NON_RGB = (("grayscale", grayscale_jpeg, "L"), ("cmyk", cmyk_jpeg, "CMYK"))
 JUNK = {

@@ -127,13 +127,13 @@ def test_disk_full_while_writing_images(good_split, write_params, monkeypatch, c
 
 
 def test_disk_full_at_fsync_of_metrics(good_split, write_params, monkeypatch) -> None:
-    """NFS and full disks report ENOSPC as late as fsync: still nothing half-written."""
+    """NFS and full disks report ENOSPC as late as fsync: still nothing half-written, the file named."""
 
     def fsync(fd: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(os, "fsync", fsync)
-    with pytest.raises(UserError, match=r"^cannot write the split \(No space left on device: data/split\)"):
+    with pytest.raises(UserError, match=r"^cannot write the split \(No space left on device: metrics/split\.json\)"):
         split.split(write_params(LARGER))
     assert state() == good_split
 

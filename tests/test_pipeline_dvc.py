@@ -125,7 +125,7 @@ def test_repro_status_skip_and_experiments(dvc_repo) -> None:
     failed = run(repo, env, "dvc", "exp", "run", "-S", "data.train_per_class=-1", check=False)
     output = failed.stdout + failed.stderr
     assert failed.returncode != 0
-    assert "imgclf: params.yaml: data.train_per_class = -1: must be an integer >= 1\n" in output, output
+    assert "imgclf: params.yaml: data.train_per_class = -1: must be an integer >= 1 or all\n" in output, output
     assert "Traceback" not in output
 
 

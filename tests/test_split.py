@@ -159,7 +159,7 @@ def test_shortfall_names_the_class_and_counts(raw_mnist_sample, write_params) ->
         split.split(config)
     assert str(caught.value) == (
         "class '0' has 500 usable images (0 skipped), but data.test_per_class 100 + "
-        "data.train_per_class 450 are requested: lower data.train_per_class/data.test_per_class "
+        "data.train_per_class 450 are requested: lower data.train_per_class/data.test_per_class (or set them to all) "
         "or add images"
     )
     assert not paths.SPLIT.exists() and not paths.metrics_file("split").exists()

@@ -17,6 +17,8 @@ RAW = DATA / "raw"  # download's output: images.npz (array sources) or train.zip
 RAW_ARRAYS = RAW / "images.npz"
 RAW_ARCHIVE = RAW / "train.zip"
 RAW_INFO = RAW / "source.json"  # what was downloaded: source, file, sha256, counts
+RAW_IMAGES = RAW / "images.zip"  # your own images (folder/csv), snapshotted
+RAW_LABELS = RAW / "labels.csv"  # csv: path (in images.zip), label, and the CSV's other columns
 SPLIT = DATA / "split"  # split's output: train/<class>/*, test/<class>/*, manifest.csv
 MANIFEST = SPLIT / "manifest.csv"
 FEATURES = DATA / "features"  # bottleneck's output: train.npz, test.npz, classes.json, backbone.json
@@ -54,6 +56,13 @@ def plots_dir(stage: str) -> Path:
 def tensorboard_dir(stage: str) -> Path:
     """logs/<stage>/: this run's TensorBoard logs (not DVC-tracked: event files hold timestamps)."""
     return LOGS / stage
+
+
+def user_path(value: str) -> Path:
+    """A path from params.yaml (data.path, data.archive): a relative one is relative to the main
+    workspace, so that it also resolves in a DVC temp workspace (`dvc exp run --temp/--queue`)."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else main_workspace() / path
 
 
 def main_workspace() -> Path:

@@ -33,11 +33,12 @@ class SourceInfo:
     """A data source's facts: where it comes from and what its images look like."""
 
     name: str
-    kind: str  # "arrays" (numpy arrays, written as PNG by split) or "archive" (a zip of JPEGs)
+    kind: str  # "arrays" (numpy arrays, written as PNG by split), "archive" (dogs-vs-cats' zip of
+    #            JPEGs) or "images" (your own: a folder, an archive of one, or a labels CSV)
     image_size: tuple[int, int]  # native (height, width); photos: the chapter's 150x150
     color_mode: str  # "grayscale" | "rgb"
     photo: bool  # natural photos: flips are label-preserving, the CNN needs the photo layout
-    class_names: tuple[str, ...]
+    class_names: tuple[str, ...]  # empty for your own images: the folder names or the CSV's labels
 
 
 SOURCES: dict[str, SourceInfo] = {
@@ -49,5 +50,7 @@ SOURCES: dict[str, SourceInfo] = {
         SourceInfo("cifar10", "arrays", (32, 32), "rgb", True, CIFAR10_CLASSES),
         SourceInfo("cifar100", "arrays", (32, 32), "rgb", True, CIFAR100_CLASSES),
         SourceInfo("dogs-vs-cats", "archive", (150, 150), "rgb", True, ("cat", "dog")),
+        SourceInfo("folder", "images", (150, 150), "rgb", True, ()),
+        SourceInfo("csv", "images", (150, 150), "rgb", True, ()),
     )
 }

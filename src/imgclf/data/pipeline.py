@@ -115,6 +115,8 @@ def load_split(params: Params, batch_size: int, *, rescale: bool = True, root: P
         )
         validation = None
     test = keras.utils.image_dataset_from_directory(root / "test", shuffle=False, **read)
+    print(f"images: {image_size[0]}x{image_size[1]} {color_mode} (image.size, image.color_mode), "
+          f"{len(class_names)} classes", flush=True)
 
     train_size = int(train.cardinality())
     buffer_size = min(train_size, MAX_SHUFFLE_BUFFER)

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from imgclf import atomic, paths
 from imgclf.data import archive as archive_module
+from imgclf.data import images, snapshot
 from imgclf.data.catalog import SOURCES, SourceInfo
 from imgclf.errors import UserError
 from imgclf.params import Params
@@ -256,13 +257,6 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def archive_path(value: str) -> Path:
-    """data.archive as a path: a relative one is relative to the main workspace, so that it also
-    resolves in a DVC temp workspace (`dvc exp run --temp/--queue` runs in a copy without it)."""
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else paths.main_workspace() / path
-
-
 def download(params: Params) -> dict:
     """Fetch data.source into data/raw/ atomically; return a summary (also written as source.json)."""
     info = SOURCES[params.data.source]
@@ -272,10 +266,14 @@ def download(params: Params) -> dict:
             target = folder / paths.RAW_ARRAYS.name
             save_arrays(target, arrays)
             summary = {"train_images": int(len(arrays.y_train)), "test_images": int(len(arrays.y_test))}
+        elif info.kind == "images":
+            target = folder / paths.RAW_IMAGES.name
+            summary = snapshot.snapshot(info.name, params.data.path, folder,
+                                        images.max_file_bytes(params.data.max_image_pixels))
         else:
             target = folder / paths.RAW_ARCHIVE.name
             if params.data.archive:
-                source_path = archive_path(params.data.archive)
+                source_path = paths.user_path(params.data.archive)
                 archive_module.open_zip(source_path).close()
                 copy_with_progress(source_path, target)
             else:

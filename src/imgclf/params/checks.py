@@ -52,6 +52,19 @@ def choice(*allowed: Any) -> Callable[[Any], Any]:
     return check
 
 
+def count_or_all(low: int) -> Callable[[Any], int | str]:
+    """An integer >= low, or all."""
+
+    def check(value: Any) -> int | str:
+        if value == "all":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"must be an integer >= {low} or all")
+        return value
+
+    return check
+
+
 def boolean(value: Any) -> bool:
     """true or false."""
     if not isinstance(value, bool):

@@ -13,6 +13,7 @@ from imgclf.data.catalog import SOURCES
 from imgclf.params.checks import (
     boolean,
     choice,
+    count_or_all,
     int_list,
     integer,
     number,
@@ -31,8 +32,10 @@ BACKBONES = ("vgg16", "resnet50", "inception_v3", "densenet121", "mobilenet_v2")
 class DataParams:
     source: str = spec(choice(*SOURCES))
     archive: str | None = spec(optional_path)
-    train_per_class: int = spec(integer(1))
-    test_per_class: int = spec(integer(1))
+    path: str = spec(text)
+    train_per_class: int | str = spec(count_or_all(1))
+    test_per_class: int | str = spec(count_or_all(1))
+    test_fraction: float = spec(number(0.0, 1.0, low_open=True, high_open=True))
     non_rgb: str = spec(choice("convert", "skip"))
     max_image_pixels: int = spec(integer(64 * 64, 89_000_000))  # Pillow refuses more (its bomb guard)
     validation_fraction: float = spec(number(0.0, 0.5, high_open=True))

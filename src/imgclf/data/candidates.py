@@ -1,0 +1,142 @@
+"""What the split draws from: candidate images per class, in pools with the counts wanted of each.
+
+A pool holds each class's candidates and how many images of each split to draw from them, in that
+order: (("test", 100), ("train", 400)) draws a class's test images first, so growing the train set
+never changes the test set. A count of None is `all`. A source with its own test split (keras.datasets,
+a pre-split folder) gives two pools, test first.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from imgclf import paths
+from imgclf.data import archive as archive_module
+from imgclf.data import images
+from imgclf.data import layout as layout_module
+from imgclf.data.catalog import SOURCES
+from imgclf.data.sources import load_saved_arrays
+from imgclf.errors import UserError
+from imgclf.params import DataParams
+
+Wants = tuple[tuple[str, int | None], ...]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An image that may enter the split; `read` yields its bytes or the reason it has none."""
+
+    name: str  # where it came from (archive entry, file, array index), for skip reports
+    filename: str  # the file name it gets in its class folder
+    read: Callable[[], tuple[bytes | None, str]]
+    needs_check: bool  # files from outside are checked; arrays encoded here are not
+    extras: dict[str, str] = field(default_factory=dict)  # a labels CSV's other columns
+
+
+@dataclass(frozen=True)
+class Pool:
+    """Candidates per class, and how many of each split to draw from them (in that order)."""
+
+    by_class: dict[str, list[Candidate]]
+    wants: Wants
+
+
+def _count(value: int | str) -> int | None:
+    return None if value == "all" else int(value)
+
+
+def wants(data: DataParams, splits: tuple[str, ...] = ("test", "train")) -> Wants:
+    """The counts data.test_per_class / data.train_per_class ask of a pool of `splits`."""
+    asked = {"test": _count(data.test_per_class), "train": _count(data.train_per_class)}
+    if len(splits) == 2 and asked["test"] is None and asked["train"] is not None:
+        raise UserError(
+            "params.yaml: data.test_per_class = all: takes every image, leaving none for train: set "
+            "data.train_per_class to all too (data.test_fraction then sizes test), or give a number"
+        )
+    return tuple((split, asked[split]) for split in splits)
+
+
+def _png(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def array_pools(data: DataParams) -> tuple[list[Pool], list[tuple[str, str]]]:
+    """Pools from data/raw/images.npz: one pool, or test and train pools when the source has both."""
+    try:
+        arrays = load_saved_arrays(paths.RAW_ARRAYS)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        raise UserError(
+            f"{paths.RAW_ARRAYS} is unreadable ({type(error).__name__}): run the download stage "
+            f"again (dvc repro -f download)"
+        ) from None
+
+    def by_class(x: np.ndarray, y: np.ndarray, prefix: str) -> dict[str, list[Candidate]]:
+        groups: dict[str, list[Candidate]] = {name: [] for name in arrays.class_names}
+        for index, label in enumerate(y):
+            name = f"{prefix}{index:06d}"
+            groups[arrays.class_names[label]].append(
+                Candidate(name, f"{name}.png", lambda i=index: (_png(x[i]), ""), needs_check=False)
+            )
+        return groups
+
+    if len(arrays.y_test) == 0:
+        return [Pool(by_class(arrays.x_train, arrays.y_train, ""), wants(data))], []
+    return [
+        Pool(by_class(arrays.x_test, arrays.y_test, "test-"), wants(data, ("test",))),
+        Pool(by_class(arrays.x_train, arrays.y_train, "train-"), wants(data, ("train",))),
+    ], []
+
+
+def archive_pools(data: DataParams, opened: zipfile.ZipFile) -> tuple[list[Pool], list[tuple[str, str]]]:
+    """One pool from the dogs-vs-cats archive in data/raw."""
+    listing = archive_module.list_entries(opened, str(paths.RAW_ARCHIVE))
+    max_bytes = images.max_file_bytes(data.max_image_pixels)
+    groups: dict[str, list[Candidate]] = {name: [] for name in SOURCES["dogs-vs-cats"].class_names}
+    for entry in listing.entries:
+        groups[entry.label].append(
+            Candidate(entry.name, entry.filename,
+                      lambda e=entry: archive_module.read_entry(opened, e, max_bytes), needs_check=True)
+        )
+    return [Pool(groups, wants(data))], list(listing.skipped)
+
+
+def image_pools(data: DataParams, opened: zipfile.ZipFile) -> tuple[list[Pool], list[tuple[str, str]], tuple[str, ...]]:
+    """Pools from your own images' snapshot (data/raw/images.zip): (pools, skipped, extra CSV columns)."""
+    names = [info.filename for info in opened.infolist()]
+    if data.source == "csv":
+        labels = pd.read_csv(paths.RAW_LABELS, dtype=str, keep_default_na=False)
+        layout = layout_module.from_labels(labels, f"data.path = {data.path}")
+    else:
+        layout = layout_module.from_names(names, f"data.path = {data.path}")
+    max_bytes = images.max_file_bytes(data.max_image_pixels)
+
+    def read(name: str) -> tuple[bytes | None, str]:
+        info = opened.getinfo(name)
+        if info.file_size > max_bytes:
+            return None, f"too large to decode safely ({info.file_size} bytes)"
+        return opened.read(info), ""
+
+    def candidates(split: str | None) -> dict[str, list[Candidate]]:
+        groups: dict[str, list[Candidate]] = {}
+        for label, files in layout.files[split].items():
+            groups[label] = [
+                Candidate(name, filename, lambda name=name: read(name), needs_check=True, extras=layout.extras.get(name, {}))
+                for name, filename in files
+            ]
+        return groups
+
+    if layout.pre_split:
+        pools = [Pool(candidates("test"), wants(data, ("test",))), Pool(candidates("train"), wants(data, ("train",)))]
+    else:
+        pools = [Pool(candidates(None), wants(data))]
+    return pools, layout.skipped, layout.extra_columns
+

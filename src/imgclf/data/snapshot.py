@@ -1,0 +1,179 @@
+"""Your own images (data.source folder | csv): data.path, snapshotted into data/raw by the download stage.
+
+data.path is a folder of images, a .zip / .tar / .tar.gz / .tgz archive of one, or (csv) a CSV file
+with a `path` column (relative to the CSV's folder) and a `label` column. The download stage writes
+data/raw/images.zip — a stored zip of the files under their paths relative to data.path, sorted,
+with fixed timestamps, so the same files give the same bytes — plus data/raw/labels.csv for a CSV.
+DVC caches that snapshot: a teammate reproduces from it without the original folder.
+
+Nothing may leave data.path: a symbolic link pointing outside it, or an archive entry with `..`,
+an absolute path or a link, refuses the whole input. Hidden files and folders and `__MACOSX/` are
+ignored. A file that cannot be read is skipped with its reason; whether a file is a usable image is
+the split's to decide (it skips and counts).
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Callable
+
+import pandas as pd
+
+from imgclf import paths
+from imgclf.data import archive as archive_module
+from imgclf.errors import UserError
+
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+ARCHIVES = (".zip", ".tar", ".tar.gz", ".tgz")
+LAYOUT_HINT = "give a folder of <class>/<images>, a .zip/.tar of one, or a CSV with path,label columns"
+CSV_COLUMNS = ("path", "label")
+READ_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error, tarfile.TarError, RuntimeError, ValueError)
+
+
+@dataclass(frozen=True)
+class Member:
+    """One file of the input: its path relative to data.path, its size, and how to read it."""
+
+    name: str
+    size: int
+    read: Callable[[], bytes]
+
+
+def ignored(relative: str) -> bool:
+    """Hidden files and folders, and macOS' __MACOSX/ resource forks: not part of the data."""
+    return any(part.startswith(".") or part == "__MACOSX" for part in PurePosixPath(relative).parts)
+
+
+def snapshot(source: str, value: str, raw: Path, max_bytes: int) -> dict:
+    """Write raw/images.zip (and raw/labels.csv for a CSV) from data.path; a summary for source.json."""
+    path = paths.user_path(value)
+    if source == "csv":
+        members, labels = _csv_members(path, value)
+        labels.to_csv(raw / paths.RAW_LABELS.name, index=False, lineterminator="\n")
+    elif path.is_dir():
+        members = _folder_members(path, value)
+    elif path.is_file() and path.name.lower().endswith(ARCHIVES):
+        members = _archive_members(path, value)
+    else:
+        what = "no such folder" if not path.exists() else "not a folder or a .zip/.tar archive"
+        raise UserError(f"data.path = {value}: {what}: {LAYOUT_HINT}")
+    if not members:
+        raise UserError(f"data.path = {value}: no files in it (hidden files are ignored): {LAYOUT_HINT}")
+    skipped = write_zip(raw / paths.RAW_IMAGES.name, members, max_bytes)
+    return {"files": len(members) - len(skipped), "skipped": [list(item) for item in skipped]}
+
+
+def _folder_members(root: Path, value: str) -> list[Member]:
+    """Every file below `root`, by relative path; a link leading outside it is refused."""
+    root = root.resolve()
+    members = []
+    for folder, dirnames, filenames in os.walk(root):  # links to folders are not followed
+        for name in [*dirnames, *filenames]:
+            full = Path(folder) / name
+            if full.is_symlink() and not full.resolve().is_relative_to(root):
+                raise UserError(
+                    f"data.path = {value}: {full.relative_to(root)} links to {full.resolve()}, outside "
+                    f"data.path: refusing the whole folder; copy the file in instead"
+                )
+        for name in filenames:
+            full = Path(folder) / name
+            relative = full.relative_to(root).as_posix()
+            if not ignored(relative):
+                members.append(Member(relative, full.stat().st_size, full.read_bytes))
+    return members
+
+
+def _archive_members(path: Path, value: str) -> list[Member]:
+    """Every regular file of a zip or tar; an entry that would leave it refuses the whole archive."""
+    if path.name.lower().endswith(".zip"):
+        opened = archive_module.open_zip(path)
+        members = []
+        for info in opened.infolist():
+            reason = archive_module.unsafe_reason(info)
+            if reason:
+                raise UserError(f"data.path = {value}: entry {info.filename!r} {reason}: refusing the whole archive")
+            if not info.is_dir() and not ignored(info.filename):
+                members.append(Member(info.filename, info.file_size, lambda info=info: opened.read(info)))
+        return members
+    try:
+        opened = tarfile.open(path)
+        infos = opened.getmembers()
+    except (tarfile.TarError, OSError, EOFError) as error:
+        raise UserError(f"data.path = {value}: not a readable tar archive ({error}): {LAYOUT_HINT}") from None
+    members = []
+    for info in infos:
+        leaves = info.name.startswith("/") or ".." in PurePosixPath(info.name).parts
+        if leaves or info.issym() or info.islnk() or not (info.isfile() or info.isdir()):
+            raise UserError(
+                f"data.path = {value}: entry {info.name!r} is a link or a device, or leaves the archive: "
+                f"refusing the whole archive"
+            )
+        if info.isfile() and not ignored(info.name):
+            members.append(Member(info.name, info.size, lambda info=info: opened.extractfile(info).read()))
+    return members
+
+
+def _csv_members(path: Path, value: str) -> tuple[list[Member], pd.DataFrame]:
+    """The files a labels CSV names, and the CSV with its paths normalised (sorted by path)."""
+    if not path.is_file():
+        raise UserError(f"data.path = {value}: no such CSV file: {LAYOUT_HINT}")
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise UserError(f"data.path = {value}: not a readable CSV ({str(error).strip()[:80]}): {LAYOUT_HINT}") from None
+    missing = [column for column in CSV_COLUMNS if column not in table.columns]
+    if missing:
+        raise UserError(
+            f"data.path = {value}: the CSV has no {' and no '.join(missing)} column (its columns: "
+            f"{', '.join(map(str, table.columns)) or 'none'}): give it path and label columns"
+        )
+    if table.empty:
+        raise UserError(f"data.path = {value}: the CSV has no rows: {LAYOUT_HINT}")
+    folder = path.parent.resolve()
+    normalized = []
+    for line, (relative, label) in enumerate(zip(table["path"], table["label"], strict=True), start=2):
+        if not relative.strip() or not label.strip():
+            raise UserError(f"data.path = {value}: line {line} has an empty path or label: fill it in or remove the row")
+        full = (folder / relative).resolve()
+        if not full.is_relative_to(folder):
+            raise UserError(f"data.path = {value}: line {line}: {relative} is outside the CSV's folder: refusing the CSV")
+        normalized.append(full.relative_to(folder).as_posix())
+    table["path"] = normalized
+    repeated = table["path"][table["path"].duplicated()]
+    if len(repeated):
+        raise UserError(f"data.path = {value}: {repeated.iloc[0]} is listed more than once: keep one row per file")
+    absent = [name for name in table["path"] if not (folder / name).is_file()]
+    if absent:
+        raise UserError(
+            f"data.path = {value}: {len(absent)} row(s) name files that do not exist (first: {absent[0]}): "
+            f"fix the paths (relative to the CSV's folder) or remove the rows"
+        )
+    table = table.sort_values("path").reset_index(drop=True)
+    members = [Member(name, (folder / name).stat().st_size, (folder / name).read_bytes) for name in table["path"]]
+    return members, table
+
+
+def write_zip(target: Path, members: list[Member], max_bytes: int) -> list[tuple[str, str]]:
+    """A stored zip of `members`, sorted, with fixed timestamps; the (name, reason) of files skipped."""
+    skipped: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as out:
+        for member in sorted(members, key=lambda item: item.name):
+            if member.name in seen:
+                continue  # a tar may hold a file twice: the first copy counts
+            seen.add(member.name)
+            if member.size > max_bytes:
+                skipped.append((member.name, f"too large to decode safely ({member.size} bytes)"))
+                continue
+            try:
+                data = member.read()
+            except READ_ERRORS as error:
+                skipped.append((member.name, f"unreadable ({str(error)[:60]})"))
+                continue
+            out.writestr(zipfile.ZipInfo(member.name, date_time=ZIP_DATE), data)
+    return skipped
