@@ -154,19 +154,20 @@ def test_a_tar_gz_with_counts_per_class(tmp_path, workspace, mlflow_store, write
 def test_a_labels_csv_keeps_its_extra_columns(tmp_path, workspace, mlflow_store, write_params, run_stage_script):
     root = tmp_path / "shop"
     (root / "img" / "x").mkdir(parents=True)
-    rows = ["path,label,color"]
+    rows = ["path,label,color,split"]  # `split` clashes with the manifest's own column
     for index in range(8):
         label = "shirt" if index % 2 else "shoe"
         name = f"img/{'x/' if index < 4 else ''}{index}.jpg"
         (root / name).write_bytes(image_bytes(index % 2, index, "JPEG"))
-        rows.append(f"{name},{label},{'red' if index < 4 else 'blue'}")
+        rows.append(f"{name},{label},{'red' if index < 4 else 'blue'},batch{index % 3}")
     (root / "labels.csv").write_text("\n".join(rows) + "\n")
     write_params(OWN | {"data.source": "csv", "data.path": str(root / "labels.csv"), "data.test_fraction": 0.5})
 
     run_ok(run_stage_script, "download", "split")
 
     table = manifest(workspace)
-    assert list(table.columns) == ["path", "class", "split", "sha256", "width", "height", "color"]
+    assert list(table.columns) == ["path", "class", "split", "sha256", "width", "height", "color", "csv_split"]
+    assert set(table["split"]) == {"train", "test"} and set(table["csv_split"]) == {"batch0", "batch1", "batch2"}
     assert sorted(table["class"].unique()) == ["shirt", "shoe"] and len(table) == 8
     assert set(table[table["path"].str.endswith("x__1.jpg")]["color"]) == {"red"}
     assert split_metrics(workspace)["counts"]["test"] == {"shirt": 2, "shoe": 2}

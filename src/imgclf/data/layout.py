@@ -19,6 +19,7 @@ from imgclf.data.archive import JUNK
 from imgclf.errors import UserError
 
 SPLIT_FOLDERS = ("train", "test")
+RESERVED = ("class", "split", "sha256", "width", "height")  # the manifest's own columns
 
 
 @dataclass
@@ -68,7 +69,11 @@ def from_names(names: list[str], source: str) -> Layout:
 
 
 def from_labels(labels: pd.DataFrame, source: str) -> Layout:
-    """The layout a labels CSV gives (path, label, extra columns), as download normalised it."""
+    """The layout a labels CSV gives (path, label, extra columns), as download normalised it.
+
+    An extra column named like one of the manifest's own (class, split, sha256, ...) gets a `csv_` prefix.
+    """
+    labels = labels.rename(columns={column: f"csv_{column}" for column in labels.columns if column in RESERVED})
     layout = Layout(extra_columns=tuple(column for column in labels.columns if column not in ("path", "label")))
     by_class: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for record in labels.to_dict("records"):

@@ -83,8 +83,8 @@ def _folder_members(root: Path, value: str) -> list[Member]:
         for name in filenames:
             full = Path(folder) / name
             relative = full.relative_to(root).as_posix()
-            if not ignored(relative):
-                members.append(Member(relative, full.stat().st_size, full.read_bytes))
+            if not ignored(relative):  # a broken link has no size; reading it fails and is reported
+                members.append(Member(relative, full.stat().st_size if full.exists() else 0, full.read_bytes))
     return members
 
 
@@ -123,7 +123,7 @@ def _csv_members(path: Path, value: str) -> tuple[list[Member], pd.DataFrame]:
     if not path.is_file():
         raise UserError(f"data.path = {value}: no such CSV file: {LAYOUT_HINT}")
     try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise UserError(f"data.path = {value}: not a readable CSV ({str(error).strip()[:80]}): {LAYOUT_HINT}") from None
     missing = [column for column in CSV_COLUMNS if column not in table.columns]

@@ -288,6 +288,7 @@ def download(params: Params) -> dict:
 
 def describe_download(summary: dict) -> str:
     """One log line for people."""
-    counts = ", ".join(f"{key}={value}" for key, value in sorted(summary.items()) if key not in ("sha256",))
+    counts = ", ".join(f"{key}={len(value) if isinstance(value, list) else value}"
+                       for key, value in sorted(summary.items()) if key != "sha256")
     return f"download: {counts}"
 
