@@ -7,7 +7,12 @@ import tensorflow as tf
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy, TF and Keras, and make TF ops deterministic (same params -> same bytes)."""
+    """A clean Keras session; Python, NumPy, TF and Keras seeded; TF ops deterministic.
+
+    Same params -> same bytes: the clean session restarts Keras' layer-name counters, so the names
+    saved in model.keras do not depend on what else ran in this process before.
+    """
+    keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
     # Deterministic kernels (and sequential stateful tf.data maps): a little slower, but two runs
     # with the same params write byte-identical metrics.
