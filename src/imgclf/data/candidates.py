@@ -29,7 +29,7 @@ from imgclf.params import DataParams
 Wants = tuple[tuple[str, int | None], ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Candidate:
     """An image that may enter the split; `read` yields its bytes or the reason it has none."""
 

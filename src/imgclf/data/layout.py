@@ -49,11 +49,11 @@ def from_names(names: list[str], source: str) -> Layout:
             layout.skipped.append((name, "system file (Thumbs.db, __MACOSX, ...)"))
         else:
             kept.append(name)
-    parts = {name: PurePosixPath(name).parts for name in kept}
-    depth = _wrapping_depth(list(parts.values()))
-    tops = {item[depth] for item in parts.values() if len(item) > depth + 1}
+    depth = _wrapping_depth(kept)
+    tops = {item[depth] for item in map(_parts, kept) if len(item) > depth + 1}
     pre_split = tops == set(SPLIT_FOLDERS)
-    for name, item in parts.items():
+    for name in kept:
+        item = _parts(name)
         inner = item[depth + 1:] if pre_split else item[depth:]
         if len(inner) < 2:
             where = f"{item[depth]}/<class>/<file>" if pre_split else "<class>/<file>"
@@ -84,11 +84,16 @@ def from_labels(labels: pd.DataFrame, source: str) -> Layout:
     return layout
 
 
-def _wrapping_depth(parts: list[tuple[str, ...]]) -> int:
+def _parts(name: str) -> tuple[str, ...]:
+    return PurePosixPath(name).parts
+
+
+def _wrapping_depth(names: list[str]) -> int:
     """How many single folders wrap every file (0 for `cat/1.jpg`, 1 for `pets/cat/1.jpg`)."""
     depth = 0
-    while parts and all(len(item) > depth + 2 for item in parts) and len({item[depth] for item in parts}) == 1:
-        if parts[0][depth] in SPLIT_FOLDERS:
+    while names and all(len(_parts(name)) > depth + 2 for name in names) \
+            and len({_parts(name)[depth] for name in names}) == 1:
+        if _parts(names[0])[depth] in SPLIT_FOLDERS:
             break
         depth += 1
     return depth

@@ -8,13 +8,13 @@ a labels CSV, the CSV's other columns); metrics/split.json counts per split and 
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import json
 from collections import Counter
 from pathlib import Path
 
-import pandas as pd
 from PIL import Image
 
 from imgclf import atomic, paths
@@ -104,9 +104,7 @@ def split(params: Params) -> dict:
                         pools, listing_skipped, extra_columns = candidates_module.image_pools(params.data, opened)
                         listing_skipped += _download_skips()
                     outcome = draw.select(pools, params.data, params.seed, rgb, write, move)
-            manifest = pd.DataFrame(outcome.rows, columns=MANIFEST_COLUMNS + list(extra_columns))
-            manifest = manifest.sort_values(["split", "class", "path"]).reset_index(drop=True)
-            manifest.to_csv(folder / paths.MANIFEST.name, index=False, lineterminator="\n")
+            write_manifest(folder / paths.MANIFEST.name, outcome.rows, MANIFEST_COLUMNS + list(extra_columns))
             metrics = split_metrics(params, outcome, listing_skipped)
             # Metrics first: if they cannot be written, the previous split stays in place too.
             atomic.write_json(paths.metrics_file("split"), metrics)
@@ -116,6 +114,15 @@ def split(params: Params) -> dict:
             f"free disk space or fix the folder's permissions, then run again"
         ) from None
     return metrics
+
+
+def write_manifest(target: Path, rows: list[dict], columns: list[str]) -> None:
+    """manifest.csv: one row per file, sorted by split, class and path (streamed, not a DataFrame)."""
+    rows.sort(key=lambda row: (row["split"], row["class"], row["path"]))
+    with open(target, "w", newline="", encoding="utf-8") as stream:
+        writer = csv.writer(stream, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([row.get(column, "") for column in columns] for row in rows)
 
 
 def _download_skips() -> list[tuple[str, str]]:
