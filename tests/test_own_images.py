@@ -129,15 +129,16 @@ def test_a_pre_split_zip_keeps_exactly_the_users_files(tmp_path, workspace, mlfl
     with zipfile.ZipFile(archive, "w") as out:
         for name, data in files.items():
             out.writestr(name, data)
-    write_params(OWN | {"data.source": "folder", "data.path": str(archive)})
+    write_params(TINY_TRAINING | OWN | {"data.source": "folder", "data.path": str(archive)})
 
-    run_ok(run_stage_script, "download", "split")
+    run_ok(run_stage_script, "download", "split", "baseline")
 
     table = manifest(workspace)
     expected = sorted(name.removeprefix("bugs/") for name in files)
     assert sorted(table["path"]) == expected  # every file, in the user's own split
     kept = {row["path"]: row["sha256"] for _, row in table.iterrows()}
     assert all(kept[name.removeprefix("bugs/")] == hashlib.sha256(data).hexdigest() for name, data in files.items())
+    assert json.loads((workspace / "metrics" / "baseline.json").read_text())["test_images"] == 6  # the user's test set
 
 
 def test_a_tar_gz_with_counts_per_class(tmp_path, workspace, mlflow_store, write_params, run_stage_script):
@@ -161,9 +162,9 @@ def test_a_labels_csv_keeps_its_extra_columns(tmp_path, workspace, mlflow_store,
         (root / name).write_bytes(image_bytes(index % 2, index, "JPEG"))
         rows.append(f"{name},{label},{'red' if index < 4 else 'blue'},batch{index % 3}")
     (root / "labels.csv").write_text("\n".join(rows) + "\n")
-    write_params(OWN | {"data.source": "csv", "data.path": str(root / "labels.csv"), "data.test_fraction": 0.5})
+    write_params(TINY_TRAINING | OWN | {"data.source": "csv", "data.path": str(root / "labels.csv"), "data.test_fraction": 0.5})
 
-    run_ok(run_stage_script, "download", "split")
+    run_ok(run_stage_script, "download", "split", "baseline")
 
     table = manifest(workspace)
     assert list(table.columns) == ["path", "class", "split", "sha256", "width", "height", "color", "csv_split"]
@@ -171,6 +172,7 @@ def test_a_labels_csv_keeps_its_extra_columns(tmp_path, workspace, mlflow_store,
     assert sorted(table["class"].unique()) == ["shirt", "shoe"] and len(table) == 8
     assert set(table[table["path"].str.endswith("x__1.jpg")]["color"]) == {"red"}
     assert split_metrics(workspace)["counts"]["test"] == {"shirt": 2, "shoe": 2}
+    assert set(json.loads((workspace / "metrics" / "baseline.json").read_text())["per_class"]) == {"shirt", "shoe"}
 
 
 def test_balanced_class_weights_change_training_on_unbalanced_data(
