@@ -38,11 +38,12 @@ def run(command: list[str], cwd: Path, env: dict[str, str] | None = None, check:
 
 
 def make_project(root: Path, stages: list[str], overrides: dict[str, Any] | None = None) -> Path:
-    """Copy src/, stages/, params.yaml and the named stages of dvc.yaml into a fresh git+dvc repo."""
+    """Copy src/, stages/, images/, params.yaml and the named stages of dvc.yaml into a fresh git+dvc repo."""
     root.mkdir(parents=True, exist_ok=True)
     shutil.copytree(REPO / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     shutil.copytree(REPO / "stages", root / "stages", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / ".gitignore", root / ".gitignore")
+    shutil.copytree(REPO / "images", root / "images")  # data.path's default: a dependency of download
     pipeline = yaml.safe_load((REPO / "dvc.yaml").read_text())
     kept = {name: pipeline["stages"][name] for name in stages}
     (root / "dvc.yaml").write_text(yaml.safe_dump({"stages": kept}, sort_keys=False))

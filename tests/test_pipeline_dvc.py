@@ -41,6 +41,7 @@ def make_repo(root: Path, store_template: Path) -> Path:
     shutil.copytree(REPO / "src" / "imgclf", repo / "src" / "imgclf",
                     ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / ".gitignore", repo / ".gitignore")
+    shutil.copytree(REPO / "images", repo / "images")  # data.path's default: a dependency of download
     shutil.copy(REPO / ".dvcignore", repo / ".dvcignore")
     shutil.copy(store_template, repo / "mlflow.db")  # migrated and empty: saves seconds per stage
     return repo
