@@ -5,9 +5,10 @@ BIN    := $(CURDIR)/$(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 RUN    := PATH="$(BIN):$$PATH"
 UI_PORT ?= 5000
+SERVE_PORT ?= 5001
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock repro test test-slow test-all lint deps ui compare bench clean
+.PHONY: help install lock repro test test-slow test-all lint deps ui compare serve bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -54,6 +55,9 @@ ui: $(STAMP) ## MLflow UI on http://127.0.0.1:5000 (UI_PORT=...) against the pro
 
 compare: $(STAMP) ## leaderboard straight from MLflow (python -m imgclf compare)
 	$(RUN) python -m imgclf compare
+
+serve: $(STAMP) ## serve models:/imgclf@champion (the report's best model) on http://127.0.0.1:5001 (SERVE_PORT=...)
+	$(RUN) python -m imgclf serve --port $(SERVE_PORT)
 
 bench: $(STAMP) ## run the benchmarks, write benchmarks/results/*.json
 	$(RUN) python benchmarks/run_all.py

@@ -185,7 +185,7 @@ def project_extraction(workspace: Path, overrides: dict) -> dict:
     speed["median_batch_images_per_s"] = float(np.median(rates)) if rates else float("nan")
     with common.inside(workspace):
         # The same input pipeline with no model: how fast decode + resize alone go.
-        dataset, _, count = pipeline.load_ordered(params, "train", BATCH, rescale=False)
+        dataset, _, count = pipeline.load_ordered(params, "train", BATCH)
         started = time.perf_counter()
         for _ in dataset:
             pass

@@ -19,8 +19,8 @@ def run(params, tracked) -> None:
         steps_per_epoch=data.steps_per_epoch,
     )
     publish.model_stage(
-        "augmented", model, fitted, data.test, data.class_names, tracked,
-        log_model=params.mlflow.log_model, extra_metrics={"train_images": data.train_size},
+        "augmented", model, fitted, data.test, data.class_names, tracked, params,
+        extra_metrics={"train_images": data.train_size},
     )
 
 

@@ -15,8 +15,8 @@ def run(params, tracked) -> None:
     model = cnn.build_simple_cnn(data.input_shape, len(data.class_names), params.cnn)
     fitted = fit.fit(model, data.train, data.validation, settings, "baseline", data.class_counts)
     publish.model_stage(
-        "baseline", model, fitted, data.test, data.class_names, tracked,
-        log_model=params.mlflow.log_model, extra_metrics={"train_images": data.train_size},
+        "baseline", model, fitted, data.test, data.class_names, tracked, params,
+        extra_metrics={"train_images": data.train_size},
     )
 
 

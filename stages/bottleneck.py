@@ -17,7 +17,7 @@ def run(params, tracked) -> None:
     determinism.set_precision(backbone.precision)
     inputs = {}
     for split in paths.SPLITS:
-        dataset, class_names, count = pipeline.load_ordered(params, split, params.bottleneck.batch_size, rescale=False)
+        dataset, class_names, count = pipeline.load_ordered(params, split, params.bottleneck.batch_size)
         inputs[split] = (dataset, count)
     extractor = backbones.build_extractor(backbone, params.seed, weights, pipeline.image_shape(params))
     runs = bottleneck.write_features(extractor, inputs, class_names, facts, paths.FEATURES)

@@ -17,14 +17,14 @@ def run(params, tracked) -> None:
     weights = backbones.resolve_weights(backbone)  # an offline `imagenet` stops here, before any output
     facts = backbones.describe(backbone)
     tracked.set_tags({"backbone": facts["backbone"], "weights": facts["weights"]})
-    if not paths.model_file("top").is_file():
-        raise UserError(f"{paths.model_file('top')}: not found: {TOP_MISSING}")
+    if not paths.top_head_file().is_file():
+        raise UserError(f"{paths.top_head_file()}: not found: {TOP_MISSING}")
     determinism.seed_everything(params.seed)
     determinism.set_precision(backbone.precision)
-    data = pipeline.load_split(params, settings.batch_size, rescale=False)  # the model preprocesses 0..255
+    data = pipeline.load_split(params, settings.batch_size)
     train = augmentation.augment_dataset(data.train, params.augmentation, params.seed)  # endless
     # Loaded after seeding: Dropout's seed generator is created at load time.
-    head = model_file.load(paths.model_file("top"), TOP_MISSING)
+    head = model_file.load(paths.top_head_file(), TOP_MISSING)
     model, frozen = finetune.build(backbone, params.seed, weights, head, data.input_shape, len(data.class_names))
     optimizer = keras.optimizers.SGD(learning_rate=settings.learning_rate, momentum=settings.momentum)
     fitted = fit.fit(
@@ -32,7 +32,7 @@ def run(params, tracked) -> None:
         steps_per_epoch=data.steps_per_epoch, optimizer=optimizer,
     )
     publish.model_stage(
-        "finetune", model, fitted, data.test, data.class_names, tracked, log_model=params.mlflow.log_model,
+        "finetune", model, fitted, data.test, data.class_names, tracked, params,
         extra_metrics=facts | {"frozen_layers": frozen, "train_images": data.train_size},
     )
 

@@ -18,8 +18,7 @@ def run(params, tracked) -> None:
     )
     fitted = lowlevel.train(model, data, settings, "perceptron")
     publish.model_stage(
-        "perceptron", model.to_keras(data.input_shape), fitted, data.test, data.class_names, tracked,
-        log_model=params.mlflow.log_model,
+        "perceptron", model.to_keras(data.input_shape), fitted, data.test, data.class_names, tracked, params,
         extra_metrics={"steps": settings.steps, "train_images": data.train_size},
     )
 

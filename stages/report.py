@@ -1,7 +1,8 @@
-"""report: the leaderboard of every model stage from metrics/*.json, with the MLflow runs behind them."""
+"""report: the leaderboard of every model stage from metrics/*.json, the MLflow runs behind it, the registry."""
 
-from imgclf import report, stage
-from imgclf.tracking import queries, store
+from imgclf import paths, report, stage
+from imgclf.errors import UserError
+from imgclf.tracking import queries, registry, store
 
 SECTIONS = ["report", "mlflow"]
 
@@ -15,11 +16,27 @@ def run(params, tracked) -> None:
     where = store.display_uri(tracked.uri)
     report.write_runs(linked, missing, where)
     tracked.log_artifact(report.RUNS_FILE)
+    if report.plot_latency(linked):
+        tracked.log_artifact(paths.LATENCY_PLOT)
     tracked.set_tags({f"report.{name}.run_id": run_id for name, run_id in zip(linked["stage"], linked["run_id"], strict=True)
                       if run_id})
     print(report.render(linked, with_ids=True), flush=True)
     if missing:
         print(report.missing_line(missing, where), flush=True)
+    # The registry is MLflow's, not a DVC output: the best stage's classifier becomes the champion.
+    best = str(frame["stage"].iloc[0]) if not frame.empty else None
+    name = params.mlflow.registered_model
+    if best is None or best not in runs:
+        print(f"report: not registered: the best stage, {best}, has no MLflow run in {where}", flush=True)
+        return
+    try:
+        done = registry.register_champion(tracked.client, tracked.uri, name, runs[best])
+    except UserError as error:
+        print(f"report: not registered: {error}", flush=True)
+        return
+    tracked.set_tags({"report.champion": f"{done.name}/{done.version}"})
+    print(f"report: {registry.champion_uri(name)} = version {done.version} ({done.stage}, run {done.run_id}"
+          f"{', new' if done.created else ', unchanged winner'}; sorted by {params.report.sort_by})", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,17 @@
-"""top: the chapter's top classifier on data/features, and a linear SVM beside it."""
+"""top: the chapter's top classifier on data/features, a linear SVM beside it; saved composed with the backbone."""
 
-from imgclf import determinism, features, fit, publish, stage, svm
-from imgclf.models import heads
+from imgclf import determinism, features, fit, paths, publish, stage, svm
+from imgclf.data import pipeline
+from imgclf.models import backbones, heads
 
-SECTIONS = ["seed", "data", "mlflow", "top"]
+SECTIONS = ["seed", "data", "image", "mlflow", "backbone", "top"]
 
 
 def run(params, tracked) -> None:
-    settings = params.top
+    settings, backbone = params.top, params.backbone
     facts = features.read_backbone_facts()
     tracked.set_tags({"backbone": facts["backbone"], "weights": facts["weights"]})
+    weights = backbones.resolve_weights(backbone)  # the deployable model needs the backbone again
     determinism.seed_everything(params.seed)
     determinism.set_precision("float32")  # a small head on float32 features: nothing to gain
     data = features.load_split(settings.batch_size, params.data.validation_fraction, params.seed)
@@ -17,8 +19,13 @@ def run(params, tracked) -> None:
     fitted = fit.fit(model, data.train, data.validation, settings, "top", data.class_counts)
     svm_accuracy = svm.accuracy(*data.train_arrays, *data.test, settings.svm_c, params.seed)
     print(f"top: linear SVM (C={settings.svm_c}) test accuracy {svm_accuracy:.4f}", flush=True)
+    # What a user deploys: images -> the very backbone bottleneck ran (same seed, weights) -> this head.
+    determinism.set_precision(backbone.precision)
+    extractor = backbones.build_extractor(backbone, params.seed, weights, pipeline.image_shape(params))
+    classifier = heads.on_images(extractor, model, backbone, len(data.class_names), f"{backbone.name}_top")
     publish.model_stage(
-        "top", model, fitted, data.test, data.class_names, tracked, log_model=params.mlflow.log_model,
+        "top", model, fitted, data.test, data.class_names, tracked, params,
+        image_model=classifier, internal_models={paths.top_head_file(): model},
         extra_metrics=facts | {"svm_accuracy": svm_accuracy, "train_images": len(data.train_arrays[1])},
     )
 

@@ -16,7 +16,9 @@ CHAPTER = CnnParams(layout="chapter", filters=(64, 128), dense_units=1024, dropo
 def test_chapter_layout_is_the_chapters_model():
     model = cnn.build_simple_cnn((28, 28, 1), 10, CHAPTER)
     kinds = [type(layer).__name__ for layer in model.layers[1:]]
-    assert kinds == ["Conv2D", "Conv2D", "MaxPooling2D", "Dropout", "Flatten", "Dense", "Dropout", "Dense"]
+    # uint8 pixels in, rescaled inside (a deployed model takes image files' pixels as they are).
+    assert model.input.dtype == "uint8" and kinds[0] == "Rescaling"
+    assert kinds[1:] == ["Conv2D", "Conv2D", "MaxPooling2D", "Dropout", "Flatten", "Dense", "Dropout", "Dense"]
     assert model.output_shape == (None, 10) and model.layers[-1].activation.__name__ == "softmax"
     convolutions = 64 * 9 + 64 + 128 * 64 * 9 + 128
     dense = 12 * 12 * 128 * 1024 + 1024 + 1024 * 10 + 10

@@ -47,10 +47,10 @@ def test_reiterated_data_is_not_autotuned_and_train_is(make_split, write_params)
 def test_raw_pixels_resized_rgb_and_no_validation(make_split, write_params):
     make_split(train=4, test=2, size=(16, 16))
     config = write_params({"image.size": [32, 24], "image.color_mode": "rgb", "data.validation_fraction": 0.0})
-    data = pipeline.load_split(config, batch_size=8, rescale=False)
+    data = pipeline.load_split(config, batch_size=8)
     images, _ = batches_to_arrays(data.test)
     assert data.validation is None and data.train_size == 12
-    assert images.shape == (6, 32, 24, 3) and images.max() > 200  # 0-255 for preprocess_input
+    assert images.shape == (6, 32, 24, 3) and images.max() > 200 and images.dtype == np.uint8  # raw pixels: models rescale
 
 
 def test_epochs_reshuffle_and_runs_repeat(make_split, write_params):

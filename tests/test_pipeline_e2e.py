@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 import shutil
 import sys
@@ -43,6 +45,16 @@ def compare(project: Path, *args: str) -> str:
     return run([sys.executable, "-m", "imgclf", "compare", *args], project).stdout
 
 
+def assert_champion_is_the_winner(project: Path) -> None:
+    """The registry's champion is the leaderboard's best stage's run; one version per distinct winning run."""
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    linked = list(csv.DictReader(io.StringIO(compare(project, "--with-ids", "--format", "csv"))))
+    champion = client.get_model_version_by_alias("imgclf", "champion")
+    assert (champion.tags["stage"], champion.run_id) == (linked[0]["stage"], linked[0]["run_id"])
+    versions = client.search_model_versions("name = 'imgclf'")
+    assert len(versions) == len({version.run_id for version in versions})
+
+
 @pytest.mark.slow
 def test_pipeline_reruns_exactly_what_changed_and_lineage_survives_the_run_cache(tmp_path):
     project = make_project(tmp_path / "project", ALL_STAGES, TINY)
@@ -54,6 +66,7 @@ def test_pipeline_reruns_exactly_what_changed_and_lineage_survives_the_run_cache
     pipeline = stage_runs(project, "report")[0].data.tags["imgclf.pipeline_id"]
     assert leaderboard == "# Leaderboard\n\n" + compare(project, "--pipeline-id", pipeline)
     assert "up to date" in run(["dvc", "status"], project).stdout
+    assert_champion_is_the_winner(project)
 
     assert repro(project) == (set(), set())  # nothing changed, nothing runs
 
@@ -72,6 +85,7 @@ def test_pipeline_reruns_exactly_what_changed_and_lineage_survives_the_run_cache
     assert len(stage_runs(project, "top")) == 2  # no new MLflow run for a restored stage...
     ids = compare(project, "--with-ids", "--format", "csv")
     assert first_top[0].info.run_id in ids  # ...but dvc.lock still resolves to the run behind it
+    assert_champion_is_the_winner(project)
 
     # A teammate's clone with another (here: no) MLflow store: the same leaderboard, and one line
     # saying which runs it could not find.

@@ -69,9 +69,14 @@ def test_top_stage_writes_deterministic_outputs_with_the_svm_beside_it(
     assert metrics["feature_shape"] == [1, 1, 512]
     assert metrics["train_images"] == 29 and metrics["test_images"] == 18  # 36 - round(36 * 0.2)
     assert sorted(path.name for path in (workspace / "plots" / "top").iterdir()) == PLOT_FILES
-    head = keras.models.load_model(workspace / "models" / "top" / "model.keras", safe_mode=True)
+    head = keras.models.load_model(workspace / "models" / "top" / "head.keras", safe_mode=True)
     assert [layer.__class__.__name__ for layer in head.layers] == ["Flatten", "Dense", "Dropout", "Dense"]
     assert head.output_shape == (None, 3)
+    # What a user deploys: uint8 images of the pipeline's size through the backbone into that head.
+    classifier = keras.models.load_model(workspace / "models" / "top" / "model.keras", safe_mode=True)
+    assert classifier.input.dtype == "uint8" and classifier.input_shape == (None, 16, 16, 1)
+    assert classifier.output_shape == (None, 3) and classifier.layers[-1].name == "top"
+    assert metrics["total_params"] == classifier.count_params()
     tags = run_tags(workspace, "top")
     assert (tags["backbone"], tags["weights"]) == ("vgg16", "none")
 
@@ -79,24 +84,25 @@ def test_top_stage_writes_deterministic_outputs_with_the_svm_beside_it(
 def test_finetune_starts_from_tops_trained_head(with_features, run_stage_script, workspace):
     params = with_features()
     run_stage_script("top")
-    top_model = model_file.load(paths.model_file("top"), "run top")
+    top_model = model_file.load(paths.top_head_file(), "run top")
 
-    model, frozen = finetune.build(params.backbone, params.seed, None, model_file.load(paths.model_file("top"), "run top"), (16, 16, 1), 3)
+    model, frozen = finetune.build(params.backbone, params.seed, None, model_file.load(paths.top_head_file(), "run top"), (16, 16, 1), 3)
 
     head = next(layer for layer in model.layers if layer.name == "top")
     assert frozen == 14
     for before, after in zip(top_model.get_weights(), head.get_weights(), strict=True):
         np.testing.assert_array_equal(before, after)
     # Same backbone, same preprocessing as the bottleneck: on test images it predicts what top
-    # predicted on their features.
+    # predicted on their features, and so does top's own deployable model.
     test = features.load("test")
     images = np.stack([
-        np.asarray(keras.utils.load_img(path, color_mode="grayscale"), dtype="float32")[..., None]
+        np.asarray(keras.utils.load_img(path, color_mode="grayscale"), dtype="uint8")[..., None]
         for path in sorted((workspace / "data" / "split" / "test").glob("*/*.png"))
     ])
-    np.testing.assert_allclose(
-        model.predict(images, verbose=0), top_model.predict(test.features, verbose=0), atol=1e-5
-    )
+    expected = top_model.predict(test.features, verbose=0)
+    np.testing.assert_allclose(model.predict(images, verbose=0), expected, atol=1e-5)
+    deployable = model_file.load(paths.model_file("top"), "run top")
+    np.testing.assert_allclose(deployable.predict(images, verbose=0), expected, atol=1e-5)
 
 
 def test_finetune_stage_trains_the_last_block_and_reports_its_weights(

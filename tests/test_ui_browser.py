@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
-from urllib.request import urlopen
 
 import pytest
+from servers import free_port, wait_until_up
 
 from conftest import REPO
 
@@ -19,26 +17,6 @@ pytestmark = pytest.mark.browser
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 STAGES = ("perceptron", "baseline", "augmented")
 ACCURACY = {"perceptron": 0.61, "baseline": 0.72, "augmented": 0.83}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_until_up(url: str, server: subprocess.Popen, timeout_s: float = 90) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"mlflow server exited: {server.stdout.read()[-2000:]}")
-        try:
-            with urlopen(url + "/health", timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"mlflow server not up at {url} after {timeout_s} s")
 
 
 @pytest.fixture

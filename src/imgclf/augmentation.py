@@ -58,6 +58,8 @@ class RandomAffine(keras.layers.Layer):
         augmented = keras.ops.image.affine_transform(
             tf.cast(images, tf.float32), transforms, interpolation="bilinear", fill_mode=self.fill_mode
         )
+        if images.dtype.is_integer:  # uint8 pixels, as the models take them: rounded, not truncated
+            return tf.saturate_cast(tf.round(augmented), images.dtype)
         return tf.cast(augmented, images.dtype)
 
     def transforms(self, shape: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:

@@ -1,27 +1,36 @@
-"""`python -m imgclf compare | deps`: the leaderboard straight from MLflow; the dvc.yaml deps contract."""
+"""`python -m imgclf compare | predict | serve | deps`: the leaderboard from MLflow, classifying images,
+serving the champion, the dvc.yaml deps contract."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
 from pathlib import Path
 
 import yaml
 
-from imgclf import lineage, report, stage_deps
+from imgclf import lineage, predict, report, stage_deps
 from imgclf.errors import UserError, exit_with
-from imgclf.tracking import queries, store
+from imgclf.tracking import queries, registry, store
 from imgclf.tracking.tags import TAG_EXP_NAME, TAG_PIPELINE
 
-DEFAULT_EXPERIMENT = "image-classification"
+DEFAULTS = {"experiment": "image-classification", "registered_model": "imgclf"}
+SERVE_PORT = 5001
+
+
+def _mlflow_setting(key: str) -> str:
+    """params.yaml's mlflow.<key>, or its default when there is no readable params.yaml here."""
+    try:
+        raw = yaml.safe_load(Path("params.yaml").read_text()) or {}
+        return str(raw.get("mlflow", {}).get(key) or DEFAULTS[key])
+    except (OSError, yaml.YAMLError, AttributeError):
+        return DEFAULTS[key]
 
 
 def _default_experiment() -> str:
-    try:
-        raw = yaml.safe_load(Path("params.yaml").read_text()) or {}
-        return str(raw.get("mlflow", {}).get("experiment") or DEFAULT_EXPERIMENT)
-    except (OSError, yaml.YAMLError, AttributeError):
-        return DEFAULT_EXPERIMENT
+    return _mlflow_setting("experiment")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -43,6 +52,24 @@ def parser() -> argparse.ArgumentParser:
     compare.add_argument("--format", choices=("markdown", "csv"), default="markdown")
     compare.add_argument("--sort-by", choices=sorted(report.SORT_ASCENDING), default="accuracy")
     compare.add_argument("--with-ids", action="store_true", help="add pipeline and run ids")
+    classify = commands.add_parser(
+        "predict", help="classify image files and folders (label, probability, top-k)",
+        description=predict.__doc__,
+    )
+    classify.add_argument("paths", nargs="+", metavar="PATH", help="image files, or folders searched for them")
+    classify.add_argument("--model", default="best", help="best (the registry's champion, default), a stage "
+                          f"({', '.join(report.MODEL_STAGES)}: models/<stage>/), or an MLflow model URI")
+    classify.add_argument("--top-k", type=int, default=1, help="labels per image, best first (default 1)")
+    classify.add_argument("--format", choices=predict.FORMATS_OUT, default="table")
+    classify.add_argument("--batch-size", type=int, default=32)
+    serve = commands.add_parser(
+        "serve", help="serve models:/<mlflow.registered_model>@champion over REST (mlflow models serve)",
+        description="POST /invocations with {\"dataframe_split\": {\"columns\": [\"image\"], \"data\": "
+        "[[\"<base64 image file>\"]]}}; answers label, probability and one column per class per row.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=SERVE_PORT)
+    serve.add_argument("--workers", type=int, default=1, help="server processes, each with its own model copy")
     deps = commands.add_parser(
         "deps", help="print each stage's code deps from its imports; exit 1 if dvc.yaml differs",
         description=stage_deps.__doc__,
@@ -88,12 +115,33 @@ def compare(args: argparse.Namespace) -> str:
     return report.render(linked, args.format, with_ids=args.with_ids)
 
 
+def serve_command(args: argparse.Namespace) -> list[str]:
+    """The `mlflow models serve` command line for the champion (checked to exist first)."""
+    uri = store.tracking_uri()
+    name = _mlflow_setting("registered_model")
+    version = registry.champion(store.client(uri), name, store.display_uri(uri))
+    mlflow_cli = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
+    print(f"serve: {registry.champion_uri(name)} = version {version.version} ({version.tags.get('stage', '?')}) "
+          f"on http://{args.host}:{args.port}/invocations", file=sys.stderr, flush=True)
+    return [mlflow_cli, "models", "serve", "-m", registry.champion_uri(name), "--env-manager", "local",
+            "--host", args.host, "--port", str(args.port), "--workers", str(args.workers)]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of `python -m imgclf`."""
     args = parser().parse_args(argv)
     if args.command == "deps":
         raise SystemExit(stage_deps.main(args.root.resolve(), args.write))
     try:
+        if args.command == "predict":
+            raise SystemExit(predict.main(args.paths, args.model, args.top_k, args.format, args.batch_size,
+                                          _mlflow_setting("registered_model")))
+        if args.command == "serve":
+            command = serve_command(args)
+            os.environ["MLFLOW_TRACKING_URI"] = store.tracking_uri()  # the store the champion is in
+            # The server runs `uvicorn` by name: this environment's, even when its bin is not on PATH.
+            os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+            os.execv(command[0], command)
         sys.stdout.write(compare(args))
     except UserError as error:
         exit_with(error)

@@ -28,6 +28,7 @@ METRICS = Path("metrics")
 PLOTS = Path("plots")
 REPORTS = Path("reports")
 LOGS = Path("logs")  # TensorBoard event files: run-specific, so outside DVC; logged to MLflow
+LATENCY_PLOT = REPORTS / "accuracy_vs_latency.png"  # run-specific (timings): outside DVC, logged to MLflow
 
 STORE_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
@@ -41,6 +42,16 @@ def model_dir(stage: str) -> Path:
 def model_file(stage: str) -> Path:
     """models/<stage>/model.keras."""
     return model_dir(stage) / "model.keras"
+
+
+def classifier_info(stage: str) -> Path:
+    """models/<stage>/classifier.json: class names and image spec, beside model.keras."""
+    return model_dir(stage) / "classifier.json"
+
+
+def top_head_file() -> Path:
+    """models/top/head.keras: top's features-only head, which finetune starts from."""
+    return model_dir("top") / "head.keras"
 
 
 def metrics_file(stage: str) -> Path:

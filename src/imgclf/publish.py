@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import keras
 import numpy as np
 
-from imgclf import atomic, evaluation, model_file, paths, plots
+from imgclf import atomic, evaluation, inference, model_file, paths, plots
 from imgclf.fit import Fitted
-from imgclf.params import flatten
+from imgclf.params import Params, flatten
+from imgclf.tracking import models
 from imgclf.tracking.runs import StageRun
 
 
@@ -20,47 +22,73 @@ def model_stage(
     test: evaluation.TestData,
     class_names: Sequence[str],
     tracked: StageRun,
+    params: Params,
     *,
-    log_model: bool,
+    image_model: keras.Model | None = None,
+    internal_models: Mapping[Path, keras.Model] | None = None,
     extra_metrics: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate on the test split; write metrics, plots and the model; log them all to MLflow.
 
     `test`: a batched (images, labels) dataset or a pair of arrays; labels one-hot or integer.
+    `image_model`: the classifier to save and log when `model` does not take images (top: its
+    backbone and head composed); by default `model` itself. Either way the saved model takes
+    uint8 images of the pipeline's size and brings its preprocessing. `internal_models`: more
+    files for models/<stage>/ (top's features-only head, which finetune starts from).
     Returns the metrics written to metrics/<stage>.json (only what data and params determine).
     """
     labels, probabilities = evaluation.predict(model, test)
     metrics = evaluation.test_metrics(labels, probabilities, class_names)
+    deployable = model_file.without_optimizer(image_model or model)
     metrics |= {
         "epochs": len(fitted.history.get("loss", [])),
         "trainable_params": int(sum(np.prod(weight.shape) for weight in model.trainable_weights)),
-        "total_params": int(model.count_params()),
+        "total_params": int(deployable.count_params()),
     }
     metrics |= dict(extra_metrics or {})
-    inference_model = model_file.without_optimizer(model)
+    classifier = inference.Classifier(deployable, class_names, params.data.max_image_pixels)
     with atomic.directory(paths.model_dir(stage)) as folder:
-        model_file.save(inference_model, folder / paths.model_file(stage).name)
+        model_file.save(deployable, folder / paths.model_file(stage).name)
+        inference.write_info(folder / paths.classifier_info(stage).name, class_names, classifier.spec)
+        for path, internal in (internal_models or {}).items():
+            model_file.save(model_file.without_optimizer(internal), folder / Path(path).name)
     metrics["model_size_bytes"] = paths.model_file(stage).stat().st_size  # the file is byte-stable
     atomic.write_json(paths.metrics_file(stage), metrics)
     plots.write_plots(paths.plots_dir(stage), fitted.history, labels, probabilities.argmax(axis=1), class_names)
 
     tracked.log_history(fitted.history)
     final = {key: value for key, value in flatten(metrics).items() if isinstance(value, (int, float))}
-    final["training_seconds"] = fitted.seconds  # run-specific: MLflow only, never the JSON
+    # Run-specific: MLflow only, never the JSON.
+    final["training_seconds"] = fitted.seconds
+    final |= inference.measure(classifier, params.seed)
     tracked.log_metrics(final)
     tracked.log_artifact(paths.metrics_file(stage), "metrics")
     tracked.log_artifact(paths.plots_dir(stage), "plots")
     tracked.log_artifact(paths.tensorboard_dir(stage), "tensorboard")
-    if log_model:
-        # MLflow validates the input example with predict(): no progress bars from that in logs.
+    if params.mlflow.log_model:
+        example = _example_images(test, deployable, image_model is not None)
+        metadata = inference.info(class_names, classifier.spec) | {"stage": stage}
+        # MLflow validates the input examples with predict(): no progress bars from that in logs.
         keras.utils.disable_interactive_logging()
         try:
-            tracked.log_keras_model(inference_model, evaluation.input_example(test))
+            models.log_keras_model(tracked, deployable, example, metadata)
+            models.log_classifier(tracked, paths.model_file(stage), paths.classifier_info(stage), list(class_names),
+                                  example[0], metadata)
         finally:
             keras.utils.enable_interactive_logging()
     print(
         f"{stage}: test accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f}, "
-        f"macro F1 {metrics['f1_macro']:.4f}",
+        f"macro F1 {metrics['f1_macro']:.4f}; {final['latency_ms_batch1']:.1f} ms per image at batch 1, "
+        f"{final['images_per_s_batch32']:.0f} images/s at batch 32",
         flush=True,
     )
     return metrics
+
+
+def _example_images(test: evaluation.TestData, model: keras.Model, features_only: bool) -> np.ndarray:
+    """A few uint8 images for the logged models' examples: test images, or (top, whose test data are
+    features) a generated batch of the model's input shape."""
+    if not features_only:
+        return evaluation.input_example(test).astype(np.uint8)
+    shape = model.input_shape[1:]
+    return np.random.default_rng(0).integers(0, 256, size=(evaluation.INPUT_EXAMPLE_SIZE, *shape), dtype=np.uint8)

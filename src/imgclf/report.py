@@ -3,9 +3,9 @@
 The table itself is built from `metrics/<stage>.json` (written by each model stage, tracked by
 DVC), so any clone that has the outputs — a teammate after `dvc pull`, a fresh MLflow store, a
 different one — gets the same leaderboard. The MLflow runs that produced those outputs (found
-through dvc.lock's fingerprints) add run ids, training seconds and links: run-specific, so they go
-to stdout, MLflow and `reports/runs.md` (git-ignored, not a DVC output), never into the cached
-`reports/leaderboard.{md,csv,png}`.
+through dvc.lock's fingerprints) add run ids, training seconds, inference latency and links: run-specific, so they go
+to stdout, MLflow and `reports/runs.md` and `reports/accuracy_vs_latency.png` (git-ignored, not DVC outputs), never into
+the cached `reports/leaderboard.{md,csv,png}`.
 
 `python -m imgclf compare` prints the same table; with --pipeline-id/--exp-name it builds it from
 the runs' own metrics instead (those filters exist in MLflow only).
@@ -32,7 +32,9 @@ COLUMNS = [
     "stage", "accuracy", "f1_macro", "loss", "trainable_params", "total_params", "model_size_mb",
     "epochs", "backbone", "weights",
 ]
-RUN_COLUMNS = ["training_seconds", "pipeline_id", "run_id", "link"]
+# Run-specific (they vary run to run): from MLflow, never in the DVC-tracked files.
+TIMING_COLUMNS = ["training_seconds", "latency_ms_batch1", "images_per_s_batch32"]
+RUN_COLUMNS = [*TIMING_COLUMNS, "pipeline_id", "run_id", "link"]
 SORT_ASCENDING = {"accuracy": False, "f1_macro": False, "loss": True}
 RUNS_FILE = paths.REPORTS / "runs.md"  # run ids and timings: run-specific, so not a DVC output
 
@@ -85,14 +87,15 @@ def leaderboard(rows: list[dict[str, Any]], sort_by: str = "accuracy") -> pd.Dat
 
 
 def with_runs(frame: pd.DataFrame, runs: Mapping[str, Any], run_link: Any = None) -> tuple[pd.DataFrame, list[str]]:
-    """The leaderboard plus each stage's run (id, pipeline, training seconds, link); stages without one.
+    """The leaderboard plus each stage's run (timings, pipeline, id, link); stages without one.
 
     `run_link(run)` gives a run's address in the MLflow UI, or None.
     """
     linked = frame.copy()
     found = [runs.get(stage) for stage in linked["stage"]]
-    linked["training_seconds"] = [None if run is None or "training_seconds" not in run.data.metrics
-                                  else round(run.data.metrics["training_seconds"], 1) for run in found]
+    for column in TIMING_COLUMNS:
+        linked[column] = [None if run is None or column not in run.data.metrics
+                          else round(run.data.metrics[column], 1) for run in found]
     linked["pipeline_id"] = ["" if run is None else run.data.tags.get(TAG_PIPELINE, "") for run in found]
     linked["run_id"] = ["" if run is None else run.info.run_id for run in found]
     linked["link"] = ["" if run is None or run_link is None else (run_link(run) or "") for run in found]
@@ -159,3 +162,25 @@ def plot(frame: pd.DataFrame, target: Path) -> None:
     plt.close(figure)
     with atomic.file(target, "wb") as stream:
         stream.write(buffer.getvalue())
+
+
+def plot_latency(linked: pd.DataFrame, target: Path = paths.LATENCY_PLOT) -> bool:
+    """Test accuracy against batch-1 latency on this machine, one labelled point per stage (the
+    chapter's question: which model fits the latency budget?). False when no run has the figure."""
+    known = linked[linked["latency_ms_batch1"].notna()]
+    if known.empty:
+        return False
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for _, entry in known.iterrows():
+        size = entry["model_size_mb"] if entry["model_size_mb"] is not None else 1.0
+        axes.scatter(entry["latency_ms_batch1"], entry["accuracy"], s=40 + 4 * float(size), alpha=0.7)
+        axes.annotate(f" {entry['stage']} ({size} MB)", (entry["latency_ms_batch1"], entry["accuracy"]))
+    axes.set_xscale("log")
+    axes.set_xlabel("latency at batch 1 (ms, this machine, log scale)")
+    axes.set_ylabel("test accuracy")
+    axes.set_title("Accuracy vs latency (point size: model file size)")
+    figure.tight_layout()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(target, format="png", dpi=100)
+    plt.close(figure)
+    return True

@@ -2,9 +2,11 @@
 
 What passes is what training reads (keras' image_dataset_from_directory: JPEG, PNG, BMP, GIF):
 JPEG, PNG and BMP files stay as they are unless they must change; GIF (first frame), WebP and TIFF
-become PNG. A file changes when its EXIF orientation is not upright (it is rotated to how it is
-meant to be seen) or, in a colour set, when it is not RGB (grayscale, CMYK, palette, alpha):
-converted to RGB (`data.non_rgb: convert`) or skipped (`skip`).
+become PNG, and so do BMPs in a grayscale set (TensorFlow decodes BMP to RGB only). A file
+changes when its EXIF orientation is not upright (it is rotated to how it is meant to be seen)
+or, in a colour set, when it is not RGB (grayscale, CMYK, palette, alpha): converted to RGB
+(`data.non_rgb: convert`) or skipped (`skip`). `predict` and the served model run the same check
+(imgclf.data.decode).
 """
 
 from __future__ import annotations
@@ -44,16 +46,17 @@ class Checked:
     suffix: str = ""  # the written file's extension: the original's, or .png when re-encoded as PNG
 
 
-def check(name: str, data: bytes, *, rgb: bool, non_rgb: str, max_pixels: int) -> Checked:
+def check(name: str | None, data: bytes, *, rgb: bool, non_rgb: str, max_pixels: int) -> Checked:
     """Validate `data` (file `name`): decode fully, compare format to extension, apply EXIF and RGB rules.
 
-    rgb: the set is colour, so grayscale/CMYK/palette/alpha images are converted to RGB
-    (non_rgb="convert") or skipped (non_rgb="skip").
+    name None (bytes without a file name, as served requests send them): the content's format
+    must be one of FORMATS'. rgb: the set is colour, so grayscale/CMYK/palette/alpha images are
+    converted to RGB (non_rgb="convert") or skipped (non_rgb="skip").
     """
-    suffix = "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    suffix = "." + name.rsplit(".", 1)[-1].lower() if name and "." in name else ""
     if not data:
         return Checked(None, reason="empty file")
-    if suffix not in FORMATS:
+    if name is not None and suffix not in FORMATS:
         return Checked(None, reason=f"not an image file name ({suffix or 'no extension'})")
     try:
         with warnings.catch_warnings():
@@ -63,6 +66,10 @@ def check(name: str, data: bytes, *, rgb: bool, non_rgb: str, max_pixels: int) -
             if width * height > max_pixels:
                 return Checked(None, reason=f"too large to decode safely ({width}x{height})")
             fmt = SAME_FORMAT.get(image.format, image.format)
+            if name is None:
+                suffix = next((key for key, value in FORMATS.items() if value == fmt), "")
+                if not suffix:
+                    return Checked(None, reason=f"{image.format} images are not read (formats: {', '.join(sorted(set(FORMATS.values())))})")
             if fmt != FORMATS[suffix]:
                 return Checked(None, reason=f"content is {image.format}, name says {suffix}")
             image.load()  # full decode (the first frame of an animation): catches truncated and corrupt data
@@ -80,13 +87,15 @@ def check(name: str, data: bytes, *, rgb: bool, non_rgb: str, max_pixels: int) -
     needs_rgb = rgb and image.mode != "RGB"
     if needs_rgb and non_rgb == "skip":
         return Checked(None, reason=f"not RGB (mode {image.mode})")
-    if not (needs_rgb or rotated or fmt not in KEPT_FORMATS):
+    # TensorFlow decodes BMP to 3 or 4 channels only: a grayscale set's BMPs become PNG.
+    kept = fmt in KEPT_FORMATS and not (fmt == "BMP" and not rgb)
+    if not (needs_rgb or rotated or not kept):
         return Checked(data, width, height, suffix=suffix)
     if needs_rgb:
         image = image.convert("RGB")
     elif image.mode not in ("RGB", "RGBA", "L", "LA", "P", "I;16", "1"):
         image = image.convert("RGB")  # e.g. CMYK in a grayscale set: PNG cannot hold it
-    out_format = fmt if fmt in KEPT_FORMATS else "PNG"
+    out_format = fmt if kept else "PNG"
     buffer = io.BytesIO()
     image.save(buffer, format=out_format, **({"quality": 95} if out_format == "JPEG" else {}))
     out_suffix = suffix if out_format == fmt else ".png"

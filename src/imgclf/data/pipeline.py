@@ -89,11 +89,11 @@ def image_shape(params: Params) -> tuple[int, int, int]:
     return (*params.image.size, channels)
 
 
-def load_split(params: Params, batch_size: int, *, rescale: bool = True, root: Path = paths.SPLIT) -> SplitData:
+def load_split(params: Params, batch_size: int, *, root: Path = paths.SPLIT) -> SplitData:
     """Train (seeded shuffle, hold-out validation) and test datasets from the split folders.
 
-    Pixels are float32 in [0, 1] when `rescale`, else raw [0, 255] for backbones that bring their
-    own `preprocess_input`. The hold-out is imgclf.data.holdout's, applied by Keras itself.
+    Pixels are raw uint8, as a deployed model receives them: every model rescales (or applies its
+    backbone's preprocessing) itself. The hold-out is imgclf.data.holdout's, applied by Keras itself.
     """
     counts = check_layout(root)
     image_size = tuple(params.image.size)
@@ -122,9 +122,9 @@ def load_split(params: Params, batch_size: int, *, rescale: bool = True, root: P
     buffer_size = min(train_size, MAX_SHUFFLE_BUFFER)
     train = _cached(train).shuffle(buffer_size, seed=params.seed, reshuffle_each_iteration=True)
     return SplitData(
-        train=_batched(train, batch_size, rescale),
-        validation=None if validation is None else _reiterated(validation, batch_size, rescale),
-        test=_reiterated(test, batch_size, rescale),
+        train=_batched(train, batch_size),
+        validation=None if validation is None else _reiterated(validation, batch_size),
+        test=_reiterated(test, batch_size),
         class_names=class_names,
         class_counts=tuple(counts["train"][name] for name in class_names),
         train_size=train_size,
@@ -133,13 +133,21 @@ def load_split(params: Params, batch_size: int, *, rescale: bool = True, root: P
     )
 
 
+def to_uint8(images: tf.Tensor) -> tf.Tensor:
+    """Keras' resized float pixels as the uint8 every model takes (resized photos lose < 0.5 levels)."""
+    return tf.saturate_cast(tf.round(images), tf.uint8)
+
+
+def _as_uint8(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    return dataset.map(lambda images, labels: (to_uint8(images), labels), num_parallel_calls=tf.data.AUTOTUNE)
+
+
 def _cached(dataset: tf.data.Dataset) -> tf.data.Dataset:
-    # Decoded once, kept as uint8: a quarter of float32's memory (resized photos lose < 0.5 levels).
-    to_uint8 = lambda images, labels: (tf.saturate_cast(tf.round(images), tf.uint8), labels)  # noqa: E731
-    return dataset.map(to_uint8, num_parallel_calls=tf.data.AUTOTUNE).cache()
+    # Decoded once, kept as uint8: a quarter of float32's memory.
+    return _as_uint8(dataset).cache()
 
 
-def _reiterated(dataset: tf.data.Dataset, batch_size: int, rescale: bool) -> tf.data.Dataset:
+def _reiterated(dataset: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
     """Cached, batched, with tf.data's autotuning off: data read in short passes by fresh iterators.
 
     Keras' fit() evaluates the validation data through a new iterator every epoch (its
@@ -147,7 +155,7 @@ def _reiterated(dataset: tf.data.Dataset, batch_size: int, rescale: bool) -> tf.
     optimization thread, which stalls the next epoch on a machine busy with training. Without
     autotuning, AUTOTUNE parallelism is the number of cores and nothing waits. Same batches, same order.
     """
-    return _batched(_cached(dataset), batch_size, rescale).with_options(_without_autotuning())
+    return _batched(_cached(dataset), batch_size).with_options(_without_autotuning())
 
 
 def _without_autotuning() -> tf.data.Options:
@@ -156,21 +164,12 @@ def _without_autotuning() -> tf.data.Options:
     return options
 
 
-def _batched(dataset: tf.data.Dataset, batch_size: int, rescale: bool) -> tf.data.Dataset:
-    scale = 1.0 / 255.0 if rescale else 1.0
-
-    def to_float(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return tf.cast(images, tf.float32) * scale, labels
-
-    return (
-        dataset.batch(batch_size)
-        .map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+def _batched(dataset: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def load_ordered(
-    params: Params, split: str, batch_size: int, *, rescale: bool = True, root: Path = paths.SPLIT
+    params: Params, split: str, batch_size: int, *, root: Path = paths.SPLIT
 ) -> tuple[tf.data.Dataset, tuple[str, ...], int]:
     """One split in file order, batched, not cached: (dataset, class_names, image count).
 
@@ -184,7 +183,7 @@ def load_ordered(
         color_mode=params.image.color_mode, label_mode="categorical",
         class_names=list(class_names), batch_size=None, verbose=False,
     )
-    return _batched(dataset, batch_size, rescale), class_names, sum(counts[split].values())
+    return _batched(_as_uint8(dataset), batch_size), class_names, sum(counts[split].values())
 
 
 def arrays_dataset(

@@ -203,13 +203,13 @@ def build_extractor(
     weights: str | None,
     image_shape: tuple[int, int, int],
 ) -> keras.Model:
-    """Images as the input pipeline yields them -> RGB, resized, preprocessed -> backbone features.
+    """uint8 images as the input pipeline yields them -> RGB, resized, preprocessed -> backbone features.
 
     The backbone runs with training=False, so its BatchNorm layers stay in inference mode while
     fine-tuning trains its last block (the Keras transfer-learning guide's advice).
     """
-    inputs = keras.Input(shape=image_shape, name="image")
-    x = inputs
+    inputs = keras.Input(shape=image_shape, dtype="uint8", name="image")
+    x = layers.Rescaling(1.0, dtype="float32", name="to_float")(inputs)  # 0..255, as preprocess_input expects
     if image_shape[-1] == 1:
         x = layers.Concatenate(axis=-1, dtype="float32", name="gray_to_rgb")([x, x, x])
     if tuple(image_shape[:2]) != tuple(backbone.input_size):

@@ -28,8 +28,9 @@ def build_simple_cnn(
     """
     if cnn.layout not in ("chapter", "photo"):
         raise ValueError(f"cnn.layout must be resolved to chapter or photo, got {cnn.layout!r}")
-    inputs = keras.Input(shape=input_shape, name="image")
-    x = inputs
+    inputs = keras.Input(shape=input_shape, dtype="uint8", name="image")
+    # uint8 pixels in, as a deployed model receives them; float32 [0, 1] whatever the precision policy.
+    x = layers.Rescaling(1.0 / 255.0, dtype="float32", name="rescale")(inputs)
     if cnn.layout == "chapter":
         for filters in cnn.filters:
             x = layers.Conv2D(filters, 3, activation="relu")(x)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from imgclf import paths
-from imgclf.errors import UserError
-from imgclf.models import backbones
+from imgclf.models import backbones, heads
 from imgclf.params import BackboneParams
 
 
@@ -21,14 +19,4 @@ def build(
     """(images -> backbone -> head, number of frozen backbone layers); `weights` from resolve_weights."""
     extractor = backbones.build_extractor(backbone, seed, weights, input_shape)
     frozen = backbones.freeze_up_to_last_block(backbones.base_of(extractor), backbone.name)
-    expected = (tuple(extractor.output.shape[1:]), num_classes)
-    found = (tuple(head.input_shape[1:]), int(head.output_shape[-1]))
-    if found != expected:
-        raise UserError(
-            f"{paths.model_file('top')}: takes features {found[0]} into {found[1]} classes, but "
-            f"{backbone.name} at {list(backbone.input_size)} gives {expected[0]} and "
-            f"data/split has {expected[1]} classes: re-run bottleneck and top (dvc repro finetune)"
-        )
-    inputs = keras.Input(shape=input_shape, name="image")
-    outputs = head(extractor(inputs))
-    return keras.Model(inputs, outputs, name=f"{backbone.name}_finetune"), frozen
+    return heads.on_images(extractor, head, backbone, num_classes, f"{backbone.name}_finetune"), frozen

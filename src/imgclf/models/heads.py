@@ -1,9 +1,13 @@
-"""Classifier heads on backbone features: the chapter's top classifier (reused by finetune)."""
+"""Classifier heads on backbone features: the chapter's top classifier, and it composed with its backbone."""
 
 from __future__ import annotations
 
 import keras
 from keras import layers
+
+from imgclf import paths
+from imgclf.errors import UserError
+from imgclf.params import BackboneParams
 
 
 def top(
@@ -26,3 +30,22 @@ def top(
         ],
         name="top",
     )
+
+
+def on_images(
+    extractor: keras.Model, head: keras.Model, backbone: BackboneParams, num_classes: int, name: str
+) -> keras.Model:
+    """uint8 images -> extractor (backbone) -> head: one image classifier (top's deployable model, finetune's).
+
+    A UserError when the head does not fit: it was trained on other features or classes.
+    """
+    expected = (tuple(extractor.output.shape[1:]), num_classes)
+    found = (tuple(head.input_shape[1:]), int(head.output_shape[-1]))
+    if found != expected:
+        raise UserError(
+            f"{paths.top_head_file()}: takes features {found[0]} into {found[1]} classes, but "
+            f"{backbone.name} at {list(backbone.input_size)} gives {expected[0]} and "
+            f"data/split has {expected[1]} classes: re-run bottleneck and top (dvc repro finetune)"
+        )
+    inputs = keras.Input(shape=extractor.input_shape[1:], dtype="uint8", name="image")
+    return keras.Model(inputs, head(extractor(inputs)), name=name)

@@ -2,13 +2,15 @@
 
 Variables, tf.GradientTape and a plain SGD update (no keras.Model in training: imgclf.lowlevel
 runs the loop). The trained W, b are then wrapped in a tiny Keras model (Flatten + Dense softmax)
-so the stage saves and logs it like every other model.
+so the stage saves and logs it like every other model: uint8 pixels in, rescaled inside.
 """
 
 from __future__ import annotations
 
 import keras
 import tensorflow as tf
+
+SCALE = 1.0 / 255.0
 
 
 class SoftmaxRegression(tf.Module):
@@ -22,7 +24,7 @@ class SoftmaxRegression(tf.Module):
 
     def logits(self, images: tf.Tensor) -> tf.Tensor:
         """Unnormalised class scores for a batch of images."""
-        flat = tf.reshape(images, [tf.shape(images)[0], -1])
+        flat = tf.reshape(rescale(images), [tf.shape(images)[0], -1])
         return tf.matmul(flat, self.weights) + self.biases
 
     @tf.function
@@ -49,11 +51,17 @@ class SoftmaxRegression(tf.Module):
 
     def to_keras(self, input_shape: tuple[int, int, int]) -> keras.Model:
         """The learned W, b as Flatten + Dense(softmax): a model to save and log with the keras flavor."""
-        inputs = keras.Input(shape=input_shape, name="image")
+        inputs = keras.Input(shape=input_shape, dtype="uint8", name="image")
+        pixels = keras.layers.Rescaling(SCALE, dtype="float32", name="rescale")(inputs)
         dense = keras.layers.Dense(self.biases.shape[0], activation="softmax", name="class")
-        model = keras.Model(inputs, dense(keras.layers.Flatten()(inputs)), name="softmax_regression")
+        model = keras.Model(inputs, dense(keras.layers.Flatten()(pixels)), name="softmax_regression")
         dense.set_weights([self.weights.numpy(), self.biases.numpy()])
         return model
+
+
+def rescale(images: tf.Tensor) -> tf.Tensor:
+    """uint8 pixels -> float32 in [0, 1], the same arithmetic as the saved model's Rescaling layer."""
+    return tf.cast(images, tf.float32) * SCALE
 
 
 def _accuracy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:

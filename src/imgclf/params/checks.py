@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import field
 from typing import Any, Callable
 
@@ -76,6 +77,13 @@ def text(value: Any) -> str:
     """A non-empty string."""
     if not isinstance(value, str) or not value.strip():
         raise ValueError("must be a non-empty string")
+    return value
+
+
+def model_name(value: Any) -> str:
+    """A registered model name that reads the same in a models:/<name>@<alias> URI."""
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", value):
+        raise ValueError("must be letters, digits, '.', '_' or '-' (it is used in models:/<name>@champion)")
     return value
 
 

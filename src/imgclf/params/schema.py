@@ -16,6 +16,7 @@ from imgclf.params.checks import (
     count_or_all,
     int_list,
     integer,
+    model_name,
     number,
     optional_path,
     size,
@@ -51,6 +52,7 @@ class ImageParams:
 class MlflowParams:
     experiment: str = spec(text)
     log_model: bool = spec(boolean)
+    registered_model: str = spec(model_name)
 
 
 @dataclass(frozen=True)

@@ -87,44 +87,6 @@ class StageRun:
             elif path.exists():
                 self.client.log_artifact(self.run_id, str(path), artifact_path)
 
-    def log_keras_model(self, model: Any, input_example: Any) -> None:
-        """The model through MLflow's keras flavor, with a signature inferred from an example."""
-        from mlflow.models import infer_signature
-
-        signature = infer_signature(input_example, model.predict(input_example, verbose=0))
-        with store.store_lock(self.uri), _keras_example_folder_fix():
-            mlflow.keras.log_model(
-                model, name="model", signature=signature, input_example=input_example,
-                pip_requirements=_model_requirements(),
-            )
-
-
-def _model_requirements() -> list[str]:
-    """What loading a keras-flavor model needs, pinned to what is installed. Listed, because
-    MLflow's inference of them loads the model once more in a subprocess, for every logged model."""
-    from importlib.metadata import version
-
-    return [f"{name}=={version(name)}" for name in ("mlflow", "keras", "tensorflow", "numpy")]
-
-
-@contextlib.contextmanager
-def _keras_example_folder_fix() -> Iterator[None]:
-    """mlflow.keras.save_model writes input_example.json before creating the model folder
-    (mlflow#16183, open in 3.17): create the folder first, for the duration of one log_model."""
-    from mlflow.keras import save as keras_save
-
-    original = keras_save._save_example
-
-    def save_example(mlflow_model: Any, input_example: Any, path: str, *args: Any, **kwargs: Any) -> Any:
-        os.makedirs(path, exist_ok=True)
-        return original(mlflow_model, input_example, path, *args, **kwargs)
-
-    keras_save._save_example = save_example
-    try:
-        yield
-    finally:
-        keras_save._save_example = original
-
 
 def _param_text(value: Any) -> str:
     if isinstance(value, (list, tuple)):

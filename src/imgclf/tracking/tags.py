@@ -23,6 +23,7 @@ TAG_DIRTY = "git.dirty"
 TAG_PID = "imgclf.pid"
 TAG_HOST = "imgclf.host"
 TAG_END_REASON = "imgclf.end_reason"
+TAG_CLASSIFIER_MODEL = "imgclf.classifier_model_id"  # the served classifier logged by this run
 
 
 def pipeline_id() -> str:

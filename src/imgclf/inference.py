@@ -1,0 +1,169 @@
+"""A trained model as an image classifier: image files or bytes in, class probabilities out.
+
+A model folder (models/<stage>/) holds model.keras (uint8 images in, softmax out) and
+classifier.json beside it (class names, image spec, size guard). `predict`, the served model and
+the inference figures all go through `Classifier`; decoding is imgclf.data.decode's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from imgclf import atomic, model_file
+from imgclf.data.decode import ImageSpec, UnreadableImage, pixels
+from imgclf.errors import UserError
+
+LATENCY_CALLS = 30  # batch-1 calls whose median is the latency
+THROUGHPUT_BATCH = 32
+THROUGHPUT_CALLS = 8
+# Names the served model's output uses for its own columns: no class may be called so.
+RESERVED_COLUMNS = ("label", "probability")
+
+
+def info(class_names: Sequence[str], spec: ImageSpec) -> dict:
+    """What classifier.json (and the MLflow model's metadata) says about a model."""
+    return {
+        "class_names": list(class_names),
+        "image_size": [spec.height, spec.width],
+        "color_mode": "grayscale" if spec.channels == 1 else "rgb",
+        "max_image_pixels": spec.max_pixels,
+    }
+
+
+def write_info(target: Path, class_names: Sequence[str], spec: ImageSpec) -> None:
+    """classifier.json, byte-stable (DVC caches it beside model.keras)."""
+    atomic.write_json(target, info(class_names, spec))
+
+
+def spec_of(model: keras.Model, max_pixels: int) -> ImageSpec:
+    """The image spec a model's input says: (height, width, channels) uint8."""
+    height, width, channels = model.input_shape[1:]
+    return ImageSpec(int(height), int(width), int(channels), int(max_pixels))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One input's result: class probabilities, or why it could not be classified."""
+
+    source: str  # the file's path, or the row number of a request
+    probabilities: np.ndarray | None
+    error: str = ""
+
+
+class Classifier:
+    """model.keras and its class names: batches of uint8 images, files or bytes -> probabilities."""
+
+    def __init__(self, model: keras.Model, class_names: Sequence[str], max_pixels: int):
+        if model.input.dtype != "uint8" or len(model.input_shape) != 4:
+            raise UserError(f"model {model.name}: takes {model.input.dtype} {model.input_shape}, not uint8 images: "
+                            f"re-run the stage that made it (dvc repro)")
+        if int(model.output_shape[-1]) != len(class_names):
+            raise UserError(f"model {model.name}: {model.output_shape[-1]} outputs for {len(class_names)} class names")
+        clash = sorted(set(class_names) & set(RESERVED_COLUMNS))
+        if clash:
+            raise UserError(f"class names {clash}: reserved for the served model's own columns: rename those classes")
+        self.model = model
+        self.class_names = tuple(class_names)
+        self.spec = spec_of(model, max_pixels)
+        signature = tf.TensorSpec((None, self.spec.height, self.spec.width, self.spec.channels), tf.uint8)
+        # One traced function: thread-safe, no per-call Keras predict() overhead.
+        self._forward = tf.function(lambda images: tf.cast(model(images, training=False), tf.float32),
+                                    input_signature=[signature])
+
+    @classmethod
+    def load(cls, model_path: Path, info_path: Path, missing_hint: str) -> Classifier:
+        """model.keras (safe_mode) and its classifier.json."""
+        model = model_file.load(model_path, missing_hint)
+        if not Path(info_path).is_file():
+            raise UserError(f"{info_path}: not found: {missing_hint}")
+        described = json.loads(Path(info_path).read_text())
+        return cls(model, described["class_names"], described["max_image_pixels"])
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """(N, classes) float32 probabilities of a uint8 batch (N, height, width, channels)."""
+        return self._forward(tf.convert_to_tensor(images, tf.uint8)).numpy()
+
+    def decode(self, data: bytes, name: str | None = None) -> np.ndarray:
+        """One image file's pixels as this model takes them (UnreadableImage if it is not one)."""
+        return pixels(data, self.spec, name)
+
+    def classify_bytes(self, items: Sequence[bytes]) -> list[Outcome]:
+        """Outcomes of image files' bytes (no names: the format is read from the content), in order."""
+        decoded = [_attempt(lambda data=data: self.decode(data)) for data in items]
+        return self._score([str(index) for index in range(len(items))], decoded)
+
+    def classify_files(self, files: Sequence[Path], batch_size: int = 32) -> Iterator[Outcome]:
+        """Outcomes of image files, in order, batch by batch: the next batch decodes (in threads)
+        while the model scores this one."""
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            pending: list[tuple[Path, Future]] = []
+            for start in range(0, len(files), batch_size):
+                submitted = [(path, pool.submit(self._read, path)) for path in files[start:start + batch_size]]
+                if pending:
+                    yield from self._collect(pending)
+                pending = submitted
+            if pending:
+                yield from self._collect(pending)
+
+    def _read(self, path: Path) -> np.ndarray | str:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as error:
+            return f"cannot read it ({error.strerror or error})"
+        return _attempt(lambda: self.decode(data, Path(path).name))
+
+    def _collect(self, pending: list[tuple[Path, Future]]) -> list[Outcome]:
+        return self._score([str(path) for path, _ in pending], [future.result() for _, future in pending])
+
+    def _score(self, sources: list[str], decoded: list[np.ndarray | str]) -> list[Outcome]:
+        good = [index for index, value in enumerate(decoded) if not isinstance(value, str)]
+        scores = self.probabilities(np.stack([decoded[index] for index in good])) if good else []
+        by_index = dict(zip(good, scores, strict=True))
+        return [
+            Outcome(source, by_index[index]) if index in by_index else Outcome(source, None, decoded[index])
+            for index, source in enumerate(sources)
+        ]
+
+
+def _attempt(decode) -> np.ndarray | str:
+    try:
+        return decode()
+    except UnreadableImage as error:
+        return str(error)
+
+
+def measure(classifier: Classifier, seed: int = 0) -> dict[str, float]:
+    """Inference figures on this machine: median batch-1 latency (ms) and images/s at batch 32.
+
+    Run-specific (they vary run to run): MLflow metrics, never DVC outputs.
+    """
+    spec = classifier.spec
+    rng = np.random.default_rng(seed)
+    batch = rng.integers(0, 256, size=(THROUGHPUT_BATCH, spec.height, spec.width, spec.channels), dtype=np.uint8)
+    single = batch[:1]
+    for _ in range(3):  # tracing, warm-up
+        classifier.probabilities(single)
+        classifier.probabilities(batch)
+    latencies = []
+    for _ in range(LATENCY_CALLS):
+        started = time.perf_counter()
+        classifier.probabilities(single)
+        latencies.append(time.perf_counter() - started)
+    started = time.perf_counter()
+    for _ in range(THROUGHPUT_CALLS):
+        classifier.probabilities(batch)
+    seconds = time.perf_counter() - started
+    return {
+        "latency_ms_batch1": float(np.median(latencies) * 1000.0),
+        "images_per_s_batch32": THROUGHPUT_BATCH * THROUGHPUT_CALLS / seconds,
+    }

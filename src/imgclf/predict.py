@@ -1,0 +1,126 @@
+"""`python -m imgclf predict PATH…`: classify image files and folders with a stage's model, the champion, or any URI.
+
+Files are decoded, resized and colour-converted as the split and training do (imgclf.data.decode),
+in batches; each gets its top-k labels and probabilities. A file that cannot be classified gets one
+line on stderr and the others are still predicted (exit code 1 if any failed).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import mlflow
+import pandas as pd
+
+from imgclf import paths, report, serving
+from imgclf.data.images import FORMATS
+from imgclf.errors import UserError
+from imgclf.inference import Classifier, Outcome
+from imgclf.tracking import registry, store
+
+FORMATS_OUT = ("table", "csv", "json")
+
+
+def load_model(choice: str, registered_model: str) -> tuple[Classifier, str]:
+    """(classifier, what it is) for --model: best (the registry's champion), a stage, or an MLflow model URI."""
+    if choice in report.MODEL_STAGES:
+        hint = f"run the {choice} stage first (dvc repro {choice})"
+        return Classifier.load(paths.model_file(choice), paths.classifier_info(choice), hint), str(paths.model_dir(choice))
+    if choice == "best":
+        uri = store.tracking_uri()
+        version = registry.champion(store.client(uri), registered_model, store.display_uri(uri))
+        model_uri = registry.champion_uri(registered_model)
+        return _from_mlflow(model_uri), f"{model_uri} (version {version.version}, {version.tags.get('stage', '?')})"
+    if ":/" in choice:
+        store.client(store.tracking_uri())  # reachable, and the URI's registry/runs are this store's
+        return _from_mlflow(choice), choice
+    raise UserError(f"--model {choice}: give best, a stage ({', '.join(report.MODEL_STAGES)}) or an MLflow model URI "
+                    f"(models:/<name>@<alias>, models:/<model id>)")
+
+
+def _from_mlflow(uri: str) -> Classifier:
+    try:
+        model = mlflow.pyfunc.load_model(uri)
+    except (mlflow.exceptions.MlflowException, OSError) as error:
+        raise UserError(f"{uri}: cannot be loaded ({str(error).splitlines()[0][:160]})") from None
+    return serving.unwrap(model, uri)
+
+
+def image_files(targets: Sequence[str]) -> tuple[list[Path], list[str]]:
+    """(files to classify, errors): the given files, and the image files under given folders, sorted."""
+    files, errors = [], []
+    for target in targets:
+        path = Path(target)
+        if path.is_dir():
+            found = sorted(child for child in path.rglob("*") if child.is_file() and child.suffix.lower() in FORMATS)
+            if not found:
+                errors.append(f"{path}: no image files ({', '.join(sorted(FORMATS))}) in this folder")
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            errors.append(f"{path}: not found")
+    return files, errors
+
+
+def rows(outcomes: Iterable[Outcome], class_names: Sequence[str], top_k: int) -> Iterable[dict | str]:
+    """Per outcome: {path, predictions: [(label, probability)…]} best first, or its error line."""
+    for outcome in outcomes:
+        if outcome.probabilities is None:
+            yield f"{outcome.source}: {outcome.error}"
+            continue
+        best = outcome.probabilities.argsort()[::-1][:top_k]
+        yield {"path": outcome.source,
+               "predictions": [(class_names[index], float(outcome.probabilities[index])) for index in best]}
+
+
+def render(results: list[dict], output_format: str, top_k: int) -> str:
+    """Table (people), CSV or JSON (tools) of the predictions."""
+    if output_format == "json":
+        return json.dumps([{"path": result["path"],
+                            "predictions": [{"label": label, "probability": round(probability, 6)}
+                                            for label, probability in result["predictions"]]}
+                           for result in results], indent=2) + "\n"
+    columns = ["path"]
+    for rank in range(1, top_k + 1):
+        suffix = "" if rank == 1 else f"_{rank}"
+        columns += [f"label{suffix}", f"probability{suffix}"]
+    table = pd.DataFrame(
+        [[result["path"], *[value for pair in result["predictions"] for value in pair]] for result in results],
+        columns=columns,
+    )
+    if output_format == "csv":
+        return table.to_csv(index=False, lineterminator="\n", float_format="%.6f")
+    if table.empty:
+        return ""
+    return table.to_string(index=False, float_format=lambda value: f"{value:.4f}") + "\n"
+
+
+def main(targets: Sequence[str], choice: str, top_k: int, output_format: str, batch_size: int,
+         registered_model: str) -> int:
+    """Run `predict`; returns the exit code (0, or 1 when any file failed)."""
+    if top_k < 1:
+        raise UserError(f"--top-k {top_k}: must be at least 1")
+    if batch_size < 1:
+        raise UserError(f"--batch-size {batch_size}: must be at least 1")
+    classifier, described = load_model(choice, registered_model)
+    if top_k > len(classifier.class_names):
+        raise UserError(f"--top-k {top_k}: the model has {len(classifier.class_names)} classes")
+    files, errors = image_files(targets)
+    for line in errors:
+        print(f"imgclf: {line}", file=sys.stderr, flush=True)
+    results = []
+    failed = len(errors)
+    for result in rows(classifier.classify_files(files, batch_size), classifier.class_names, top_k):
+        if isinstance(result, str):
+            failed += 1
+            print(f"imgclf: {result}", file=sys.stderr, flush=True)
+        else:
+            results.append(result)
+    sys.stdout.write(render(results, output_format, top_k))
+    print(f"predict: {len(results)} images classified by {described}"
+          + (f", {failed} failed" if failed else ""), file=sys.stderr, flush=True)
+    return 1 if failed else 0

@@ -1,0 +1,82 @@
+"""A stage's models in its MLflow run: the Keras model (keras flavor) and the served classifier (pyfunc).
+
+`model`: model.keras through mlflow.keras, signature uint8 (-1, H, W, C) -> (-1, classes).
+`classifier`: the served model (imgclf.serving), logged from code with model.keras and
+classifier.json as artifacts; the registry registers this one. Its model id is a run tag
+(`imgclf.classifier_model_id`), so the report stage finds it without searching.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import mlflow
+import numpy as np
+from mlflow.models import infer_signature
+
+from imgclf import serving
+from imgclf.tracking import store
+from imgclf.tracking.runs import StageRun
+from imgclf.tracking.tags import TAG_CLASSIFIER_MODEL
+
+KERAS_MODEL = "model"
+CLASSIFIER_MODEL = "classifier"
+SERVED_CODE = Path(serving.__file__).with_name("served_model.py")
+
+
+def log_keras_model(tracked: StageRun, model: Any, input_example: np.ndarray, metadata: Mapping[str, Any]) -> None:
+    """The model through MLflow's keras flavor, with a signature inferred from an example."""
+    signature = infer_signature(input_example, model.predict(input_example, verbose=0))
+    with store.store_lock(tracked.uri), _keras_example_folder_fix():
+        mlflow.keras.log_model(
+            model, name=KERAS_MODEL, signature=signature, input_example=input_example,
+            pip_requirements=_requirements("mlflow", "keras", "tensorflow", "numpy"), metadata=dict(metadata),
+        )
+
+
+def log_classifier(
+    tracked: StageRun, model_path: Path, info_path: Path, class_names: list[str], example_image: np.ndarray,
+    metadata: Mapping[str, Any],
+) -> str:
+    """The served classifier (pyfunc from code, artifacts model.keras + classifier.json); returns its model id."""
+    with store.store_lock(tracked.uri):
+        logged = mlflow.pyfunc.log_model(
+            name=CLASSIFIER_MODEL,
+            python_model=str(SERVED_CODE),
+            artifacts={serving.MODEL_ARTIFACT: str(model_path), serving.INFO_ARTIFACT: str(info_path)},
+            signature=serving.signature(class_names),
+            input_example=serving.input_example(example_image),
+            pip_requirements=_requirements("mlflow", "keras", "tensorflow", "numpy", "pandas", "pillow", "imgclf"),
+            metadata=dict(metadata),
+        )
+    tracked.set_tags({TAG_CLASSIFIER_MODEL: logged.model_id})
+    return logged.model_id
+
+
+def _requirements(*names: str) -> list[str]:
+    """Pinned to what is installed. Listed, because MLflow's inference of them loads the model once
+    more in a subprocess, for every logged model."""
+    return [f"{name}=={version(name)}" for name in names]
+
+
+@contextlib.contextmanager
+def _keras_example_folder_fix() -> Iterator[None]:
+    """mlflow.keras.save_model writes input_example.json before creating the model folder
+    (mlflow#16183, open in 3.17): create the folder first, for the duration of one log_model."""
+    from mlflow.keras import save as keras_save
+
+    original = keras_save._save_example
+
+    def save_example(mlflow_model: Any, input_example: Any, path: str, *args: Any, **kwargs: Any) -> Any:
+        os.makedirs(path, exist_ok=True)
+        return original(mlflow_model, input_example, path, *args, **kwargs)
+
+    keras_save._save_example = save_example
+    try:
+        yield
+    finally:
+        keras_save._save_example = original
