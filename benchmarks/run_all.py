@@ -32,6 +32,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "backbone": ["backbone.py"],
     "scale": ["scale.py"],
     "own_images": ["own_images.py"],
+    "inference": ["inference.py"],
     "dvc_status": ["dvc_status.py", "--repeats", "1"],  # benchmarks/dvc_status.py, another owner's
     "end_to_end": ["end_to_end.py"],
     "dvc_overhead": ["dvc_overhead.py", "--repeats", "3"],
@@ -202,6 +203,27 @@ def summary_rows() -> list[tuple[str, str, str, str, str]]:
                      "within 20 %", _mark(check["pass_split_rss_flat"])))
         rows.append(("own_images", f"no-op dvc repro, {max(data['images']):,}-file data.path",
                      f"{data['noop']['noop_median_s']:.2f} s", "<= 3 s", _mark(check["pass_noop_repro"])))
+    data = _load("inference")
+    if data:
+        rows.append(("inference", "load average (1 min) before / after", _loads(data), "< 0.7", ""))
+        targets, passed = data["targets"], data["pass"]
+        photo, digits = data["photo"], data["digits"]
+        rows.append(("inference", f"photo CNN 150px, batch {data['batch']}: predict (JPEG files) / bare model call",
+                     f"{photo['predict_images_per_s']:.0f} / {photo['bare_images_per_s']:.0f} img/s = "
+                     f"{photo['predict_over_bare']:.2f}", f">= {targets['predict_over_bare_min']}",
+                     _mark(passed["predict_over_bare"])))
+        rows.append(("inference", f"chapter CNN 28px digits (PNG), batch {data['batch']}: predict / bare",
+                     f"{digits['predict_images_per_s']:.0f} / {digits['bare_images_per_s']:.0f} img/s = "
+                     f"{digits['predict_over_bare']:.2f}", "reported", ""))
+        served = data["served"]
+        rows.append(("inference", f"served, {served['clients']} clients x 1 image, {served['requests']} requests / "
+                     "predict at batch 1", f"{served['requests_per_s']:.1f} / {data['predict_batch1_images_per_s']:.1f} "
+                     f"img/s = {data['served_over_predict_b1']:.2f}", f">= {targets['served_over_predict_b1_min']}",
+                     _mark(passed["served_over_predict_b1"])))
+        rows.append(("inference", "served latency p50 / p99", f"{served['p50_ms']:.1f} / {served['p99_ms']:.1f} ms "
+                     f"(p99/p50 {data['p99_over_p50']:.2f}), {served['errors']} errors",
+                     f"p99 <= {targets['p99_over_p50_max']} x p50, 0 errors",
+                     _mark(passed["p99_over_p50"] and passed["zero_errors"])))
     data = _load("end_to_end")
     if data:
         rows.append(("end_to_end", "load average (1 min) before / after", _loads(data), "< 0.7", ""))

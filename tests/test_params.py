@@ -78,6 +78,9 @@ CASES = [
      r"params\.yaml: data\.archive = 7: must be null or a path to a file"),
     ("empty-experiment", edited(("set", "mlflow.experiment", "  ")),
      r"params\.yaml: mlflow\.experiment =   : must be a non-empty string"),
+    ("registered-model-with-slash", edited(("set", "mlflow.registered_model", "team/imgclf")),
+     r"params\.yaml: mlflow\.registered_model = team/imgclf: must be letters, digits, '\.', '_' or '-' "
+     r"\(it is used in models:/<name>@champion\)"),
     ("image-size-too-small", edited(("set", "image.size", [4, 28])),
      r"params\.yaml: image\.size = \[4, 28\]: must be auto or \[height, width\], integers in \[8, 1024\]"),
     ("image-size-one-side", edited(("set", "image.size", [28])),

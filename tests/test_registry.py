@@ -60,3 +60,10 @@ def test_a_winner_without_a_logged_classifier_is_a_clear_error(tiny_training, ru
     client = MlflowClient(uri)
     with pytest.raises(UserError, match="logged no classifier .* set mlflow.log_model: true"):
         registry.register_champion(client, uri, NAME, stage_run(client, "perceptron"))
+
+
+def test_serve_without_a_champion_says_how_to_make_one(workspace, mlflow_store, capsys):
+    with pytest.raises(SystemExit) as ended:
+        cli.main(["serve", "--port", "5999"])
+    assert ended.value.code == 2
+    assert "no registered model 'imgclf' with alias 'champion'" in capsys.readouterr().err

@@ -43,7 +43,7 @@ def log_stage_run(stage: str, version: int, pipeline: str, monkeypatch, accuracy
         run.log_history({"loss": [1.0, 0.5], "accuracy": [0.5, accuracy]})
         metrics = stage_metrics(stage, accuracy)
         run.log_metrics({key: value for key, value in metrics.items() if isinstance(value, float | int)}
-                        | {"training_seconds": 12.5})
+                        | {"training_seconds": 12.5, "latency_ms_batch1": 7.25, "images_per_s_batch32": 987.0})
         if stage in ("top", "finetune"):
             run.set_tags({"backbone": "vgg16", "weights": "none"})
         return run.run_id
@@ -102,6 +102,11 @@ def test_report_stage_writes_and_compare_prints_the_same_leaderboard(pipeline_ru
     runs_file = (workspace / "reports" / "runs.md").read_text()  # git-ignored, not a DVC output
     assert all(run_id in runs_file and run_id in result.stdout for run_id in pipeline_runs[0].values())
     assert "12.5" in runs_file and "http://127.0.0.1:5000/#/experiments/" in runs_file
+    assert "7.2" in runs_file and "987" in runs_file and "latency_ms_batch1" in runs_file  # inference figures
+    assert "7.2" not in markdown and "latency" not in markdown
+    assert (workspace / "reports" / "accuracy_vs_latency.png").stat().st_size > 5000
+    # These runs logged no served classifier: nothing to register, and the report says so.
+    assert "report: not registered: the best stage, baseline, logged no classifier" in result.stdout
 
 
 def test_report_without_the_runs_still_writes_the_whole_leaderboard(pipeline_runs, workspace):

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import yaml
 
-from imgclf import lineage, predict, report, stage_deps
+from imgclf import lineage, report, stage_deps
 from imgclf.errors import UserError, exit_with
 from imgclf.tracking import queries, registry, store
 from imgclf.tracking.tags import TAG_EXP_NAME, TAG_PIPELINE
 
 DEFAULTS = {"experiment": "image-classification", "registered_model": "imgclf"}
 SERVE_PORT = 5001
+PREDICT_FORMATS = ("table", "csv", "json")
 
 
 def _mlflow_setting(key: str) -> str:
@@ -54,13 +55,15 @@ def parser() -> argparse.ArgumentParser:
     compare.add_argument("--with-ids", action="store_true", help="add pipeline and run ids")
     classify = commands.add_parser(
         "predict", help="classify image files and folders (label, probability, top-k)",
-        description=predict.__doc__,
+        description="Files are decoded, resized and colour-converted as the split and training do, in batches. "
+        "A file that cannot be classified gets one line on stderr and the rest are still predicted "
+        "(exit code 1 if any failed, 2 for bad arguments).",
     )
     classify.add_argument("paths", nargs="+", metavar="PATH", help="image files, or folders searched for them")
     classify.add_argument("--model", default="best", help="best (the registry's champion, default), a stage "
                           f"({', '.join(report.MODEL_STAGES)}: models/<stage>/), or an MLflow model URI")
     classify.add_argument("--top-k", type=int, default=1, help="labels per image, best first (default 1)")
-    classify.add_argument("--format", choices=predict.FORMATS_OUT, default="table")
+    classify.add_argument("--format", choices=PREDICT_FORMATS, default="table")
     classify.add_argument("--batch-size", type=int, default=32)
     serve = commands.add_parser(
         "serve", help="serve models:/<mlflow.registered_model>@champion over REST (mlflow models serve)",
@@ -134,6 +137,10 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(stage_deps.main(args.root.resolve(), args.write))
     try:
         if args.command == "predict":
+            # Here, not at the top: `compare` and `deps` should not pay for importing TensorFlow. No
+            # stage imports this module, so dvc.yaml's deps do not depend on seeing this import.
+            from imgclf import predict
+
             raise SystemExit(predict.main(args.paths, args.model, args.top_k, args.format, args.batch_size,
                                           _mlflow_setting("registered_model")))
         if args.command == "serve":

@@ -21,8 +21,6 @@ from imgclf.errors import UserError
 from imgclf.inference import Classifier, Outcome
 from imgclf.tracking import registry, store
 
-FORMATS_OUT = ("table", "csv", "json")
-
 
 def load_model(choice: str, registered_model: str) -> tuple[Classifier, str]:
     """(classifier, what it is) for --model: best (the registry's champion), a stage, or an MLflow model URI."""

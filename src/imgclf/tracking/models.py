@@ -23,6 +23,9 @@ from imgclf.tracking import store
 from imgclf.tracking.runs import StageRun
 from imgclf.tracking.tags import TAG_CLASSIFIER_MODEL
 
+# Logging a model validates its input example by loading it back: no progress bars from that in stage logs.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
 KERAS_MODEL = "model"
 CLASSIFIER_MODEL = "classifier"
 SERVED_CODE = Path(serving.__file__).with_name("served_model.py")
