@@ -71,7 +71,7 @@ def digit_files(count: int) -> list[Path]:
         from imgclf.data import sources
 
         folder.mkdir(parents=True, exist_ok=True)
-        images = sources.load_mnist_sample()["x_train"][:count]
+        images = sources.load_mnist_sample().x_train[:count]
         for index, pixels in enumerate(images):
             Image.fromarray(np.asarray(pixels, dtype=np.uint8).reshape(28, 28)).save(folder / f"{index:05d}.png")
         (folder / ".complete").write_text("ok\n")
