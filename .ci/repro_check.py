@@ -25,7 +25,7 @@ from imgclf.params import apply_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = ROOT / ".venv" / "bin"
-RUN_SPECIFIC = ("seconds", "per_second", "gflops", "images_per_s")
+RUN_SPECIFIC = ("seconds", "per_second", "gflops", "images_per_s", "latency_ms")  # timings: may differ
 
 
 def sh(command: list[str], cwd: Path, env: dict[str, str]) -> str:
