@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -28,10 +27,6 @@ def _mlflow_setting(key: str) -> str:
         return str(raw.get("mlflow", {}).get(key) or DEFAULTS[key])
     except (OSError, yaml.YAMLError, AttributeError):
         return DEFAULTS[key]
-
-
-def _default_experiment() -> str:
-    return _mlflow_setting("experiment")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -86,7 +81,7 @@ def compare(args: argparse.Namespace) -> str:
     """The leaderboard text for the chosen runs (by default: metrics/*.json and the runs behind dvc.lock)."""
     uri = store.tracking_uri()
     where = store.display_uri(uri)
-    experiment = args.experiment or _default_experiment()
+    experiment = args.experiment or _mlflow_setting("experiment")
     if args.pipeline_id or args.exp_name or args.lock:
         client = store.client(uri)
         if args.pipeline_id:
@@ -118,16 +113,20 @@ def compare(args: argparse.Namespace) -> str:
     return report.render(linked, args.format, with_ids=args.with_ids)
 
 
-def serve_command(args: argparse.Namespace) -> list[str]:
-    """The `mlflow models serve` command line for the champion (checked to exist first)."""
+def serve(args: argparse.Namespace) -> None:
+    """Exec `mlflow models serve` of the champion (checked to exist first), in this environment."""
     uri = store.tracking_uri()
     name = _mlflow_setting("registered_model")
     version = registry.champion(store.client(uri), name, store.display_uri(uri))
-    mlflow_cli = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
+    bin_dir = str(Path(sys.executable).parent)
     print(f"serve: {registry.champion_uri(name)} = version {version.version} ({version.tags.get('stage', '?')}) "
           f"on http://{args.host}:{args.port}/invocations", file=sys.stderr, flush=True)
-    return [mlflow_cli, "models", "serve", "-m", registry.champion_uri(name), "--env-manager", "local",
-            "--host", args.host, "--port", str(args.port), "--workers", str(args.workers)]
+    os.environ["MLFLOW_TRACKING_URI"] = uri  # the store the champion is in
+    # The server runs `uvicorn` by name: this environment's, even when its bin is not on PATH.
+    os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
+    command = [os.path.join(bin_dir, "mlflow"), "models", "serve", "-m", registry.champion_uri(name),
+               "--env-manager", "local", "--host", args.host, "--port", str(args.port), "--workers", str(args.workers)]
+    os.execv(command[0], command)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -144,11 +143,7 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(predict.main(args.paths, args.model, args.top_k, args.format, args.batch_size,
                                           _mlflow_setting("registered_model")))
         if args.command == "serve":
-            command = serve_command(args)
-            os.environ["MLFLOW_TRACKING_URI"] = store.tracking_uri()  # the store the champion is in
-            # The server runs `uvicorn` by name: this environment's, even when its bin is not on PATH.
-            os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-            os.execv(command[0], command)
+            serve(args)
         sys.stdout.write(compare(args))
     except UserError as error:
         exit_with(error)
