@@ -8,7 +8,7 @@ UI_PORT ?= 5000
 SERVE_PORT ?= 5001
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock repro test test-slow test-all lint deps ui compare serve bench clean
+.PHONY: help install lock repro test test-slow test-all lint deps ui compare serve server server-stop remote bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -58,6 +58,18 @@ compare: $(STAMP) ## leaderboard straight from MLflow (python -m imgclf compare)
 
 serve: $(STAMP) ## serve models:/imgclf@champion (the report's best model) on http://127.0.0.1:5001 (SERVE_PORT=...)
 	$(RUN) python -m imgclf serve --port $(SERVE_PORT)
+
+# A team's tracking server: PostgreSQL + S3-compatible artifacts (moto locally) + mlflow server, state in .team/.
+# AUTH=1: MLflow's basic-auth app. HOST=<address>: listen beyond this machine (read the README first).
+SERVER_HOST ?= 127.0.0.1
+server: $(STAMP) ## team tracking server on http://127.0.0.1:5002: PostgreSQL backend, S3 artifacts (AUTH=1, SERVER_HOST=...)
+	$(RUN) python -m imgclf server --host $(SERVER_HOST) $(if $(filter 1,$(AUTH)),--auth,)
+
+server-stop: $(STAMP) ## stop what `make server` started
+	$(RUN) python -m imgclf server-stop
+
+remote: $(STAMP) ## make the team server's S3 bucket the default DVC remote (then dvc push / dvc pull)
+	$(RUN) python -m imgclf remote
 
 bench: $(STAMP) ## run the benchmarks, write benchmarks/results/*.json
 	$(RUN) python benchmarks/run_all.py

@@ -30,6 +30,8 @@ REPORTS = Path("reports")
 LOGS = Path("logs")  # TensorBoard event files: run-specific, so outside DVC; logged to MLflow
 LATENCY_PLOT = REPORTS / "accuracy_vs_latency.png"  # run-specific (timings): outside DVC, logged to MLflow
 
+TEAM_DIR = Path(".team")  # make server's state: PostgreSQL cluster, S3 objects, secrets (git-ignored)
+
 STORE_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
 

@@ -126,14 +126,23 @@ def stage_run(stage: str, experiment: str, flat_params: Mapping[str, Any]) -> It
         reason = f"imgclf: {error}"
         raise
     except BaseException as error:
+        lost = store.unreachable(uri)
+        if lost is not None:  # the server went away mid-stage: say so, not MLflow's connection traceback
+            status = ""
+            raise UserError(
+                f"lost the MLflow tracking server at {store.server_address(uri)} during this stage "
+                f"({lost.strerror or lost}): nothing of it was committed to DVC; restart the server "
+                f"(make server), then run `dvc repro` again (the next stage marks this run KILLED)"
+            ) from None
         reason = f"{type(error).__name__}: {error}"[:500]
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
-        with store.store_lock(uri):
-            if reason:
-                client.set_tag(active.run_id, TAG_END_REASON, reason)
-            mlflow.end_run(status=status)
+        if status:
+            with store.store_lock(uri):
+                if reason:
+                    client.set_tag(active.run_id, TAG_END_REASON, reason)
+                mlflow.end_run(status=status)
 
 
 def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:

@@ -64,22 +64,32 @@ def store_lock(uri: str) -> contextlib.AbstractContextManager:
     return FileLock(str(database) + ".lock", timeout=LOCK_TIMEOUT_S)
 
 
-def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
-    """For an http(s) tracking server, one quick TCP connect: a clear error instead of retries."""
+def unreachable(uri: str, timeout_s: float = 5.0) -> OSError | None:
+    """For an http(s) tracking server, one quick TCP connect: the error if it fails, else None."""
     parsed = urlparse(uri)
     if parsed.scheme not in ("http", "https"):
-        return
+        return None
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     try:
         with socket.create_connection((parsed.hostname, port), timeout=timeout_s):
-            pass
+            return None
     except OSError as error:
+        return error
+
+
+def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
+    """A clear error for an unreachable tracking server, instead of MLflow's retries."""
+    error = unreachable(uri, timeout_s)
+    if error is not None:
         raise UserError(
-            f"cannot reach the MLflow tracking server at {parsed.scheme}://{parsed.hostname}:{port} "
-            f"({error.strerror or error}): start it (make ui), or unset MLFLOW_TRACKING_URI to use "
-            f"the project's SQLite store"
+            f"cannot reach the MLflow tracking server at {server_address(uri)} ({error.strerror or error}): "
+            f"start it (make server), or unset MLFLOW_TRACKING_URI to use the project's SQLite store"
         ) from None
 
+
+def server_address(uri: str) -> str:
+    parsed = urlparse(uri)
+    return f"{parsed.scheme}://{parsed.hostname}:{parsed.port or (443 if parsed.scheme == 'https' else 80)}"
 
 
 def client(uri: str) -> MlflowClient:
