@@ -41,11 +41,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 
 sys.path.insert(0, str(common.ROOT / "tests"))  # the tests' server helpers: free port, setsid, wait, stop
-from servers import free_port, start, stop, wait_until_up
-
 from imgclf import inference, model_file
 from imgclf.models import cnn
 from imgclf.params import CnnParams
+
+from servers import free_port, start, stop, wait_until_up
 
 FILES = 256
 BATCH = 32

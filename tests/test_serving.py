@@ -15,10 +15,11 @@ import pytest
 import skimage.data
 from mlflow.tracking import MlflowClient
 from PIL import Image
-from servers import free_port, start, stop, wait_until_up
 
 from imgclf import cli
 from imgclf.tracking.tags import TAG_CLASSIFIER_MODEL
+
+from servers import free_port, start, stop, wait_until_up
 
 MAX_PIXELS = 250_000
 

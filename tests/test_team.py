@@ -129,8 +129,8 @@ def test_every_stage_logs_to_the_server_and_models_land_in_the_bucket(team, pipe
 def test_push_then_pull_into_a_fresh_clone_gives_a_clean_workspace(team, pipeline, tmp_path):
     configured = run([sys.executable, "-m", "imgclf", "remote", "--state", str(team.state)], pipeline).stdout
     assert "team = s3://imgclf/dvc" in configured
-    run(["git", "add", ".dvc/config"], pipeline)
-    run(["git", "commit", "-qm", "team remote"], pipeline)
+    run(["git", "add", "-A"], pipeline)  # dvc.lock, the outputs' .gitignore files, metrics, .dvc/config
+    run(["git", "commit", "-qm", "pipeline results, team remote"], pipeline)
     assert "secret_access_key" not in run(["git", "show", "HEAD:.dvc/config"], pipeline).stdout
     run(["dvc", "push"], pipeline)
     assert any(key.startswith("dvc/files/md5/") for key in team.bucket_keys())

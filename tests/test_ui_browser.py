@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from servers import free_port, wait_until_up
 
 from conftest import REPO
+from servers import free_port, wait_until_up
 
 pytestmark = pytest.mark.browser
 

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import yaml
 
-from imgclf import lineage, paths, report, stage_deps
+from imgclf import lineage, paths, report, stage_deps, team
 from imgclf.errors import UserError, exit_with
-from imgclf.team import remote, server
-from imgclf.tracking import migrate, queries, registry, store
+from imgclf.tracking import queries, registry, store
 from imgclf.tracking.tags import TAG_EXP_NAME, TAG_PIPELINE
 
 DEFAULTS = {"experiment": "image-classification", "registered_model": "imgclf"}
@@ -70,34 +69,37 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=SERVE_PORT)
     serve.add_argument("--workers", type=int, default=1, help="server processes, each with its own model copy")
-    team = commands.add_parser(
+    team_server = commands.add_parser(
         "server", help="MLflow tracking server on PostgreSQL with S3 artifacts, for a team (foreground)",
         description="Starts PostgreSQL (a cluster in the state folder, made on first use), an S3-compatible "
         "endpoint (moto on 127.0.0.1, unless --s3-endpoint) and `mlflow server` proxying artifacts to "
         "s3://<bucket>/mlflow. Ctrl-C or `server-stop` stops all of it; runs and artifacts survive a restart.",
     )
-    team.add_argument("--host", default=server.LOOPBACK, help="address to bind (default 127.0.0.1: this "
+    team_server.add_argument("--host", default=team.LOOPBACK, help="address to bind (default 127.0.0.1: this "
                       "machine only; a team address exposes every run: add --auth)")
-    team.add_argument("--port", type=int, default=server.TRACKING_PORT, help="tracking server port")
-    team.add_argument("--pg-port", type=int, default=server.POSTGRES_PORT, help="PostgreSQL port (127.0.0.1)")
-    team.add_argument("--s3-port", type=int, default=server.S3_PORT, help="local S3 endpoint port (127.0.0.1)")
-    team.add_argument("--s3-endpoint", help="an existing S3-compatible endpoint instead of the local one "
+    team_server.add_argument("--port", type=int, default=team.TRACKING_PORT, help="tracking server port")
+    team_server.add_argument("--pg-port", type=int, default=team.POSTGRES_PORT, help="PostgreSQL port (127.0.0.1)")
+    team_server.add_argument("--s3-port", type=int, default=team.S3_PORT, help="local S3 endpoint port (127.0.0.1)")
+    team_server.add_argument("--s3-endpoint", help="an existing S3-compatible endpoint instead of the local one "
                       "(credentials from the AWS environment/profile)")
-    team.add_argument("--bucket", default=server.BUCKET)
-    team.add_argument("--auth", action="store_true", help="MLflow's basic-auth app: user admin, password "
+    team_server.add_argument("--bucket", default=team.BUCKET)
+    team_server.add_argument("--auth", action="store_true", help="MLflow's basic-auth app: user admin, password "
                       "generated into <state>/admin.password")
-    team.add_argument("--workers", type=int, default=2, help="tracking server processes")
-    team.add_argument("--state", type=Path, default=paths.TEAM_DIR, help=f"state folder (default {paths.TEAM_DIR})")
+    team_server.add_argument("--workers", type=int, default=2, help="tracking server processes")
+    team_server.add_argument("--state", type=Path, default=paths.TEAM_DIR, help=f"state folder (default {paths.TEAM_DIR})")
     team_stop = commands.add_parser("server-stop", help="stop the team server started by `server`")
     team_stop.add_argument("--state", type=Path, default=paths.TEAM_DIR)
     dvc_remote = commands.add_parser(
-        "remote", help="make an S3-compatible bucket the project's default DVC remote", description=remote.__doc__)
-    dvc_remote.add_argument("--name", default=remote.REMOTE)
+        "remote", help="make an S3-compatible bucket the project's default DVC remote",
+        description="The URL goes to .dvc/config (commit it); the endpoint and the local endpoint's key pair "
+        "to .dvc/config.local, which DVC keeps out of git.")
+    dvc_remote.add_argument("--name", default=team.REMOTE)
     dvc_remote.add_argument("--url", help="s3://<bucket>/<path> (default: s3://<server bucket>/dvc)")
     dvc_remote.add_argument("--endpoint", help="S3 endpoint URL (default: the team server's, from --state)")
     dvc_remote.add_argument("--state", type=Path, default=paths.TEAM_DIR)
     move = commands.add_parser("migrate-store", help="copy the local store's runs to a tracking server "
-                               "(idempotent)", description=migrate.__doc__)
+                               "(idempotent)", description="Params, metrics with their steps, tags, times, status, artifacts and logged "
+                               "models; a run already copied (tag imgclf.migrated_from) is skipped.")
     move.add_argument("--to", required=True, dest="target", help="target tracking URI (http://127.0.0.1:5002)")
     move.add_argument("--from", dest="source", help="source store (default: the project's sqlite:///…/mlflow.db)")
     deps = commands.add_parser(
@@ -176,20 +178,29 @@ def main(argv: list[str] | None = None) -> None:
                                           _mlflow_setting("registered_model")))
         if args.command == "serve":
             serve(args)
-        if args.command == "server":
-            server.serve(server.Settings(
-                state=args.state.resolve(), host=args.host, port=args.port, pg_port=args.pg_port,
-                s3_port=args.s3_port, bucket=args.bucket, s3_endpoint=args.s3_endpoint, auth=args.auth,
-                workers=args.workers))
-        if args.command == "server-stop":
-            stopped = server.stop(args.state.resolve())
-            raise SystemExit(print("server-stop: " + ("stopped" if stopped else "nothing was running"), file=sys.stderr))
-        if args.command == "remote":
-            raise SystemExit(print(remote.configure(Path("."), args.state.resolve(), args.name, args.url, args.endpoint)))
-        if args.command == "migrate-store":
-            source = args.source or f"sqlite:///{paths.main_workspace() / paths.STORE_FILE}"
-            summary = migrate.migrate(source, args.target)
-            raise SystemExit(print(summary.line(store.display_uri(source), store.display_uri(args.target))))
+        if args.command in ("server", "server-stop", "remote", "migrate-store"):
+            team_command(args)
         sys.stdout.write(compare(args))
     except UserError as error:
         exit_with(error)
+
+
+def team_command(args: argparse.Namespace) -> None:
+    """server, server-stop, remote, migrate-store: imported here, so other commands skip boto3 and DVC."""
+    from imgclf.team import remote, server
+    from imgclf.tracking import migrate
+
+    if args.command == "server":
+        server.serve(server.Settings(
+            state=args.state.resolve(), host=args.host, port=args.port, pg_port=args.pg_port, s3_port=args.s3_port,
+            bucket=args.bucket, s3_endpoint=args.s3_endpoint, auth=args.auth, workers=args.workers))
+    elif args.command == "server-stop":
+        stopped = server.stop(args.state.resolve())
+        print("server-stop: " + ("stopped" if stopped else "nothing was running"), file=sys.stderr)
+    elif args.command == "remote":
+        print(remote.configure(Path("."), args.state.resolve(), args.name, args.url, args.endpoint))
+    else:
+        source = args.source or f"sqlite:///{paths.main_workspace() / paths.STORE_FILE}"
+        summary = migrate.migrate(source, args.target)
+        print(summary.line(store.display_uri(source), store.display_uri(args.target)))
+    raise SystemExit(0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -88,9 +89,11 @@ def http_ok(url: str) -> Callable[[], bool]:
     return ready
 
 
-def tail(log: Path, lines: int = 1) -> str:
+def tail(log: Path) -> str:
+    """The log's last error line (an exception's message), else its last line."""
     try:
-        text = log.read_text(errors="replace").strip().splitlines()
+        text = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
     except OSError:
         return "(no log)"
-    return " | ".join(text[-lines:]) if text else "(empty log)"
+    errors = [line for line in text if re.match(r"^[\w.]*(Error|Exception)\b", line)]
+    return (errors or text or ["(empty log)"])[-1][:400]

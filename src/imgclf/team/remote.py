@@ -14,9 +14,7 @@ from pathlib import Path
 from dvc.config import Config
 
 from imgclf.errors import UserError
-from imgclf.team import s3, server
-
-REMOTE = "team"
+from imgclf.team import BUCKET, REMOTE, s3, server
 
 
 def configure(root: Path, state: Path, name: str = REMOTE, url: str | None = None,
@@ -31,7 +29,7 @@ def configure(root: Path, state: Path, name: str = REMOTE, url: str | None = Non
         endpoint = info["s3_endpoint"]
         if info.get("local_s3"):
             keys = s3.credentials(server.Settings(state=state).s3_keys_file)
-    url = url or f"s3://{(info or {}).get('bucket', server.BUCKET)}/dvc"
+    url = url or f"s3://{(info or {}).get('bucket', BUCKET)}/dvc"
     if not url.startswith("s3://"):
         raise UserError(f"remote URL {url!r}: must be s3://<bucket>/<path>")
     config = Config(dvc_dir=root / ".dvc")

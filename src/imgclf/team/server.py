@@ -22,17 +22,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from imgclf.errors import UserError
-from imgclf.team import processes, s3
+from imgclf.team import BUCKET, LOOPBACK, POSTGRES_PORT, S3_PORT, TRACKING_PORT, processes, s3
 from imgclf.team.postgres import LocalPostgres
 
-TRACKING_PORT = 5002
-POSTGRES_PORT = 5433
-S3_PORT = 5003
-BUCKET = "imgclf"
 DATABASE = "mlflow"
 AUTH_DATABASE = "mlflow_auth"
 ADMIN = "admin"
-LOOPBACK = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -151,9 +146,11 @@ def _start(settings: Settings, postgres: LocalPostgres):
 
 def _auth_env(settings: Settings, postgres: LocalPostgres) -> dict[str, str]:
     """MLflow's basic-auth app: users in PostgreSQL, an admin whose password is generated once."""
-    if not settings.admin_password_file.exists():
-        settings.admin_password_file.touch(mode=0o600)
-        settings.admin_password_file.write_text(secrets.token_urlsafe(18) + "\n")
+    csrf_key = settings.state / "flask.secret"  # the auth app's CSRF key: the same for every worker
+    for secret in (settings.admin_password_file, csrf_key):
+        if not secret.exists():
+            secret.touch(mode=0o600)
+            secret.write_text(secrets.token_urlsafe(24) + "\n")
     config = settings.state / "basic_auth.ini"
     config.touch(mode=0o600)
     config.write_text(
@@ -163,7 +160,8 @@ def _auth_env(settings: Settings, postgres: LocalPostgres) -> dict[str, str]:
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
     )
     return {"MLFLOW_AUTH_CONFIG_PATH": str(config),
-            "MLFLOW_AUTH_ADMIN_PASSWORD": settings.admin_password_file.read_text().strip()}
+            "MLFLOW_AUTH_ADMIN_PASSWORD": settings.admin_password_file.read_text().strip(),
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": csrf_key.read_text().strip()}
 
 
 def _announce(settings: Settings) -> None:

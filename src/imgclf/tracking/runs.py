@@ -126,23 +126,34 @@ def stage_run(stage: str, experiment: str, flat_params: Mapping[str, Any]) -> It
         reason = f"imgclf: {error}"
         raise
     except BaseException as error:
-        lost = store.unreachable(uri)
-        if lost is not None:  # the server went away mid-stage: say so, not MLflow's connection traceback
+        if store.unreachable(uri) is not None:  # the server went away mid-stage: say so, not a traceback
             status = ""
-            raise UserError(
-                f"lost the MLflow tracking server at {store.server_address(uri)} during this stage "
-                f"({lost.strerror or lost}): nothing of it was committed to DVC; restart the server "
-                f"(make server), then run `dvc repro` again (the next stage marks this run KILLED)"
-            ) from None
+            raise lost_server(uri) from None
         reason = f"{type(error).__name__}: {error}"[:500]
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
         if status:
-            with store.store_lock(uri):
-                if reason:
-                    client.set_tag(active.run_id, TAG_END_REASON, reason)
-                mlflow.end_run(status=status)
+            try:
+                with store.store_lock(uri):
+                    if reason:
+                        client.set_tag(active.run_id, TAG_END_REASON, reason)
+                    mlflow.end_run(status=status)
+            except Exception:
+                if store.unreachable(uri) is None:
+                    raise
+                raise lost_server(uri) from None
+
+
+def lost_server(uri: str) -> UserError:
+    """The error of a stage whose tracking server stopped answering while it ran."""
+    error = store.unreachable(uri)
+    why = f" ({error.strerror or error})" if error is not None else ""
+    return UserError(
+        f"lost the MLflow tracking server at {store.server_address(uri)} during this stage{why}: nothing of it "
+        f"was committed to DVC; restart the server (make server), then run `dvc repro` again (the next stage "
+        f"marks this run KILLED)"
+    )
 
 
 def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
