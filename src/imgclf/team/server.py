@@ -126,9 +126,8 @@ def _start(settings: Settings, postgres: LocalPostgres):
     command = [str(Path(sys.executable).parent / "mlflow"), "server", "--host", settings.host,
                "--port", str(settings.port), "--workers", str(settings.workers),
                "--artifacts-destination", f"s3://{settings.bucket}/mlflow"]
-    if settings.host != LOOPBACK:
-        # MLflow's own guard against DNS rebinding: name the hosts a team reaches it by.
-        command += ["--allowed-hosts", "*"]
+    # Beyond loopback, MLflow's own DNS-rebinding guard stays on: it admits localhost and private
+    # addresses; a team reaching it by a public name sets MLFLOW_SERVER_ALLOWED_HOSTS.
     if settings.auth:
         env.update(_auth_env(settings, postgres))
         command += ["--app-name", "basic-auth"]
