@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 
 from imgclf.errors import UserError
+from imgclf.team import processes
 
 SERVICE_USER = "postgres"
 ROLE = "imgclf"
@@ -45,7 +46,7 @@ class LocalPostgres:
             started = self._pg_ctl("start", "-w", "-t", "60", "-l", str(self.log),
                                    "-o", f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.folder}")
             if started.returncode != 0:
-                raise UserError(f"PostgreSQL did not start on 127.0.0.1:{self.port}: {_last_line(self.log)}: "
+                raise UserError(f"PostgreSQL did not start on 127.0.0.1:{self.port}: {processes.tail(self.log)}: "
                                 f"see {self.log} (is the port taken? pass another --pg-port)")
         for database in databases:
             self._create_database(database)
@@ -111,10 +112,3 @@ def _binary(name: str) -> str:
                         f"or pass --backend-store-uri of an existing database")
     return found
 
-
-def _last_line(log: Path) -> str:
-    try:
-        lines = log.read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return "(no log)"
-    return lines[-1] if lines else "(empty log)"

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Callable
 from urllib.request import urlopen
 
+import psutil
+
 from imgclf.errors import UserError
 
 
@@ -25,13 +27,7 @@ def start(name: str, command: list[str], run_dir: Path, env: dict[str, str]) -> 
 
 
 def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return psutil.pid_exists(pid)
 
 
 def recorded_pid(name: str, run_dir: Path) -> int | None:
