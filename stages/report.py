@@ -20,11 +20,17 @@ def run(params, tracked) -> None:
         tracked.log_artifact(paths.LATENCY_PLOT)
     tracked.set_tags({f"report.{name}.run_id": run_id for name, run_id in zip(linked["stage"], linked["run_id"], strict=True)
                       if run_id})
+    # The pipeline's run: the leaderboard, the champion's figures, a link to every stage's run
+    # (restored from DVC's run-cache or not).
+    best = str(frame["stage"].iloc[0]) if not frame.empty else None
+    headline = {f"champion.{key}": frame[key].iloc[0] for key in report.SORT_ASCENDING if best and frame[key].notna().iloc[0]}
+    tracked.log_pipeline({f"imgclf.stage_run.{name}": found.info.run_id for name, found in runs.items()}
+                         | ({"imgclf.champion_stage": best} if best else {}),
+                         headline, [paths.REPORTS / "leaderboard.md", report.RUNS_FILE])
     print(report.render(linked, with_ids=True), flush=True)
     if missing:
         print(report.missing_line(missing, where), flush=True)
     # The registry is MLflow's, not a DVC output: the best stage's classifier becomes the champion.
-    best = str(frame["stage"].iloc[0]) if not frame.empty else None
     name = params.mlflow.registered_model
     if best is None or best not in runs:
         print(f"report: not registered: the best stage, {best}, has no MLflow run in {where}", flush=True)

@@ -15,6 +15,8 @@ from PIL import Image
 from imgclf.params import set_dotted
 
 REPO = Path(__file__).resolve().parents[1]
+# search_runs filter for the stage runs, leaving out each pipeline's parent run (imgclf.role = pipeline)
+STAGE_RUNS = "tags.`dvc.stage` != ''"
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Stage processes run as `python -m stages.<stage>` in temp workspaces: the repo's stages/ must be

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from conftest import STAGE_RUNS
 from dvc_project import make_project, run
 
 STAGES = ["download", "split", "perceptron"]
@@ -38,7 +39,7 @@ def test_four_queued_experiments_two_workers_land_complete_in_one_store(tmp_path
 
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("image-classification")
-    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    runs = client.search_runs([experiment.experiment_id], STAGE_RUNS, max_results=1000)
     assert len(runs) == len(names) * len(STAGES)
     assert {r.info.status for r in runs} == {"FINISHED"}
     for name in names:

@@ -12,7 +12,7 @@ import psutil
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import stage_argv
+from conftest import STAGE_RUNS, stage_argv
 from dvc_project import make_project, project_env, run
 from test_ui_browser import free_port, wait_until_up
 
@@ -28,7 +28,7 @@ with runs.stage_run("baseline", "faults", {"seed": 1}) as run:
 def runs_of(database: Path, experiment: str) -> list:
     client = MlflowClient(f"sqlite:///{database}")
     found = client.get_experiment_by_name(experiment)
-    return client.search_runs([found.experiment_id]) if found else []
+    return client.search_runs([found.experiment_id], STAGE_RUNS) if found else []
 
 
 def start_holder(workspace: Path) -> tuple[subprocess.Popen, str]:
@@ -94,7 +94,7 @@ def test_stage_logs_to_a_real_mlflow_server_over_http(workspace, monkeypatch):
         assert result.returncode == 0, result.stderr[-3000:]
         client = MlflowClient(url)
         experiment = client.get_experiment_by_name("image-classification")
-        (only,) = client.search_runs([experiment.experiment_id])
+        (only,) = client.search_runs([experiment.experiment_id], STAGE_RUNS)
         assert only.info.run_name == "download" and only.info.status == "FINISHED"
         assert only.data.tags["imgclf.pipeline_id"] == "over-http"
         assert only.data.params["data.source"] == "mnist-sample"

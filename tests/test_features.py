@@ -13,6 +13,8 @@ from mlflow.tracking import MlflowClient
 from imgclf import bottleneck, features
 from imgclf.models import backbones
 
+from conftest import STAGE_RUNS
+
 TINY_BOTTLENECK = {"image.size": [16, 16], "bottleneck.batch_size": 8, "mlflow.log_model": False}
 
 
@@ -84,7 +86,7 @@ def test_bottleneck_writes_features_labels_and_classes(
     assert facts == {"backbone": "vgg16", "weights": "none", "input_size": [32, 32],
                      "precision": precision, "feature_shape": [1, 1, 512]}
     client = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
-    (run,) = client.search_runs([client.get_experiment_by_name("image-classification").experiment_id])
+    (run,) = client.search_runs([client.get_experiment_by_name("image-classification").experiment_id], STAGE_RUNS)
     speed = run.data.metrics  # run-specific: MLflow only
     assert speed["bottleneck_images"] == 54 and speed["bottleneck_images_per_s"] > 0
     assert speed["bottleneck_gflops_per_s"] > 0

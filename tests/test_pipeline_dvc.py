@@ -17,7 +17,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from conftest import REPO, set_dotted
+from conftest import REPO, STAGE_RUNS, set_dotted
 
 STAGES = ("download", "split")
 EXPERIMENT = "dvc-pipeline-test"
@@ -70,7 +70,7 @@ def run(repo: Path, env: dict[str, str], *command: str, check: bool = True) -> s
 def runs(repo: Path) -> list:
     client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     experiment = client.get_experiment_by_name(EXPERIMENT)
-    return sorted(client.search_runs([experiment.experiment_id]), key=lambda item: item.info.start_time)
+    return sorted(client.search_runs([experiment.experiment_id], STAGE_RUNS), key=lambda item: item.info.start_time)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from imgclf.params import apply_overrides
 
-from conftest import REPO
+from conftest import REPO, STAGE_RUNS
 from dvc_project import make_project, run
 
 ALL_STAGES = list(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
@@ -37,7 +37,7 @@ def repro(project: Path) -> tuple[set[str], set[str]]:
 def stage_runs(project: Path, stage: str) -> list:
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("image-classification")
-    return [r for r in client.search_runs([experiment.experiment_id], max_results=1000)
+    return [r for r in client.search_runs([experiment.experiment_id], STAGE_RUNS, max_results=1000)
             if r.data.tags["dvc.stage"] == stage]
 
 

@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient
 
 from imgclf.team import s3
 
-from conftest import REPO
+from conftest import REPO, STAGE_RUNS
 from dvc_project import make_project, project_env, run
 from servers import free_port, wait_until_up
 from test_experiments_queue import wait_for_queue
@@ -89,7 +89,7 @@ def client_of(team: TeamServer) -> MlflowClient:
 def runs_in(team: TeamServer, experiment: str) -> list:
     client = client_of(team)
     found = client.get_experiment_by_name(experiment)
-    return client.search_runs([found.experiment_id], max_results=1000) if found else []
+    return client.search_runs([found.experiment_id], STAGE_RUNS, max_results=1000) if found else []
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +151,7 @@ def test_migrate_store_copies_each_local_run_once(team, tmp_path):
     project = make_project(tmp_path / "alone", stages, TINY | {"mlflow.experiment": "team-migrated"})
     run(["dvc", "repro"], project)  # the project's own SQLite store
     local = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
-    source = local.search_runs([local.get_experiment_by_name("team-migrated").experiment_id])
+    source = local.search_runs([local.get_experiment_by_name("team-migrated").experiment_id], STAGE_RUNS)
     assert len(source) == len(stages)
 
     migrate = [sys.executable, "-m", "imgclf", "migrate-store", "--to", team.uri]

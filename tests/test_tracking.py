@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 from imgclf import paths
 from imgclf.tracking import store, tags
 
-from conftest import stage_argv
+from conftest import STAGE_RUNS, stage_argv
 
 EXPERIMENT = "tracking-contract"
 SMALL = {"data.train_per_class": 6, "data.test_per_class": 2, "mlflow.experiment": EXPERIMENT}
@@ -43,7 +43,7 @@ def runs_in(database: Path, experiment: str = EXPERIMENT) -> list:
     client = MlflowClient(f"sqlite:///{database}")
     found = client.get_experiment_by_name(experiment)
     assert found is not None, f"no experiment {experiment!r} in {database}"
-    return sorted(client.search_runs([found.experiment_id]), key=lambda run: run.info.start_time)
+    return sorted(client.search_runs([found.experiment_id], STAGE_RUNS), key=lambda run: run.info.start_time)
 
 
 def git(cwd: Path, *args: str) -> str:

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import STAGE_RUNS
+
 STAGES = ("perceptron", "baseline", "augmented")
 PLOT_FILES = ("history.csv", "confusion.csv", "confusion.png", "learning_curves.png")
 
@@ -97,7 +99,7 @@ def test_mlflow_run_contract(tiny_training, run_stage_script, workspace):
 
     client = MlflowClient(store.tracking_uri())
     experiment = client.get_experiment_by_name(config.mlflow.experiment)
-    runs = client.search_runs([experiment.experiment_id])
+    runs = client.search_runs([experiment.experiment_id], STAGE_RUNS)
     assert len(runs) == 1
     run = runs[0]
     assert run.info.status == "FINISHED" and run.data.tags["dvc.stage"] == "baseline"

@@ -7,7 +7,7 @@ from typing import Callable, Sequence
 
 from imgclf import params as params_module
 from imgclf.errors import UserError, exit_with
-from imgclf.tracking import runs
+from imgclf.tracking import datasets, runs, shared_params
 
 Recipe = Callable[[params_module.Params, runs.StageRun], None]
 # A full disk, a quota, a file-size limit (ulimit -f), a read-only file system: the user's to fix.
@@ -18,12 +18,17 @@ def main(stage: str, sections: Sequence[str], recipe: Recipe) -> None:
     """Validate params.yaml, then run `recipe(params, tracked)` inside the stage's MLflow run.
 
     `sections` are the params sections the stage reads (dvc.yaml lists the same): they are logged
-    to MLflow, resolved (`auto` replaced by the value used), flattened as `section.key`.
+    to MLflow, resolved (`auto` replaced by the value used), flattened as `section.key`, and the fit
+    settings again under the names every stage shares (`epochs`, `learning_rate`: tracking.shared_params).
     """
     try:
         config = params_module.load()
-        flat = params_module.flatten(params_module.section_dict(config, *sections))
-        with runs.stage_run(stage, config.mlflow.experiment, flat) as tracked:
+        flat = params_module.flatten(params_module.section_dict(config, *sections)) | shared_params.shared(stage, config)
+        # The stages after split read it: logged as the run's datasets (train and test).
+        reads_split = "data" in sections and stage not in ("download", "split")
+        inputs = datasets.split_inputs(config.data.source, config.data.path) if reads_split else []
+        dataset = config.data.source if "data" in sections else None
+        with runs.stage_run(stage, config.mlflow.experiment, flat, dataset, inputs) as tracked:
             recipe(config, tracked)
     except UserError as error:
         exit_with(error)

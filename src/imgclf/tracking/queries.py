@@ -34,10 +34,11 @@ def latest_run(client: MlflowClient, experiment: str, tags: Mapping[str, str]) -
 
 
 def latest_by_stage(client: MlflowClient, experiment: str, tags: Mapping[str, str]) -> dict[str, Any]:
-    """{stage: newest FINISHED run} among the runs carrying all `tags`."""
+    """{stage: newest FINISHED run} among the stage runs carrying all `tags` (not their pipeline's run)."""
     latest: dict[str, Any] = {}
     for run in finished_runs(client, experiment, tags):
-        latest.setdefault(run.data.tags.get(TAG_STAGE, run.info.run_name), run)
+        if TAG_STAGE in run.data.tags:
+            latest.setdefault(run.data.tags[TAG_STAGE], run)
     return latest
 
 

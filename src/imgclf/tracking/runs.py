@@ -7,14 +7,15 @@ import os
 import signal
 import socket
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import mlflow
 import psutil
+from mlflow.entities import DatasetInput
 from mlflow.tracking import MlflowClient
 
 from imgclf.errors import UserError
-from imgclf.tracking import store
+from imgclf.tracking import pipeline_run, store
 from imgclf.tracking.tags import TAG_DATA_HASH, TAG_END_REASON, TAG_HOST, TAG_PID, data_hash, stage_tags
 
 
@@ -37,10 +38,11 @@ def close_stale_runs(client: MlflowClient, experiment: str) -> int:
 class StageRun:
     """The active run of one stage: what a stage may log."""
 
-    def __init__(self, client: MlflowClient, run_id: str, uri: str):
+    def __init__(self, client: MlflowClient, run_id: str, uri: str, parent_id: str | None = None):
         self.client = client
         self.run_id = run_id
         self.uri = uri
+        self.parent_id = parent_id  # the pipeline's run (the report stage logs the leaderboard there)
 
     def log_params(self, flat: Mapping[str, Any]) -> None:
         """Log flattened params ("top.units": 256)."""
@@ -78,6 +80,17 @@ class StageRun:
             for key, value in tags.items():
                 self.client.set_tag(self.run_id, key, str(value))
 
+    def log_pipeline(self, tags: Mapping[str, str], metrics: Mapping[str, float], files: Sequence[Path]) -> None:
+        """Tags, metrics and files on the pipeline's run (what the report stage sums up there)."""
+        if self.parent_id is None:
+            return
+        with store.store_lock(self.uri):
+            self.client.log_batch(self.parent_id, tags=[mlflow.entities.RunTag(k, str(v)) for k, v in tags.items()],
+                                  metrics=[mlflow.entities.Metric(k, float(v), 0, 0) for k, v in metrics.items()])
+            for path in files:
+                if Path(path).exists():
+                    self.client.log_artifact(self.parent_id, str(path))
+
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         """Copy a file or a folder into the run's artifacts."""
         path = Path(path)
@@ -99,8 +112,10 @@ def _param_text(value: Any) -> str:
 
 
 @contextlib.contextmanager
-def stage_run(stage: str, experiment: str, flat_params: Mapping[str, Any]) -> Iterator[StageRun]:
-    """One MLflow run named after the stage: FINISHED on success, FAILED/KILLED otherwise."""
+def stage_run(stage: str, experiment: str, flat_params: Mapping[str, Any], dataset: str | None = None,
+              inputs: Sequence[DatasetInput] = ()) -> Iterator[StageRun]:
+    """One MLflow run named after the stage, a child of its pipeline's run: FINISHED on success,
+    FAILED/KILLED otherwise; `inputs` (the split it reads, from `dataset`) logged as its datasets."""
     uri = store.tracking_uri()
     store.check_reachable(uri)
     mlflow.set_tracking_uri(uri)
@@ -109,15 +124,23 @@ def stage_run(stage: str, experiment: str, flat_params: Mapping[str, Any]) -> It
         client = MlflowClient(uri)
         experiment_key = store.experiment_id(client, experiment, uri)
         close_stale_runs(client, experiment_key)
+        parent = pipeline_run.ensure_parent(client, experiment_key, tags)
+        tags[pipeline_run.TAG_PARENT] = parent
+        tags[pipeline_run.TAG_NOTE] = pipeline_run.description(stage, tags, dataset, {})
         run = mlflow.start_run(experiment_id=experiment_key, run_name=stage, tags=tags)
-    active = StageRun(client, run.info.run_id, uri)
+        if inputs:
+            client.log_inputs(run.info.run_id, datasets=list(inputs))
+    active = StageRun(client, run.info.run_id, uri, parent)
     active.log_params(flat_params)
     previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     status, reason = "FAILED", "exception"
     try:
         yield active
         if TAG_DATA_HASH not in tags and data_hash():  # the split stage made the manifest just now
-            active.set_tags({TAG_DATA_HASH: data_hash()})
+            tags[TAG_DATA_HASH] = data_hash()
+            active.set_tags({TAG_DATA_HASH: tags[TAG_DATA_HASH]})
+        metrics = client.get_run(active.run_id).data.metrics
+        active.set_tags({pipeline_run.TAG_NOTE: pipeline_run.description(stage, tags, dataset, metrics)})
         status, reason = "FINISHED", ""
     except KeyboardInterrupt:
         status, reason = "KILLED", "interrupted (SIGINT/SIGTERM)"
@@ -139,6 +162,7 @@ def stage_run(stage: str, experiment: str, flat_params: Mapping[str, Any]) -> It
                     if reason:
                         client.set_tag(active.run_id, TAG_END_REASON, reason)
                     mlflow.end_run(status=status)
+                    pipeline_run.stage_ended(client, parent, status)
             except Exception:
                 if store.unreachable(uri) is None:
                     raise
