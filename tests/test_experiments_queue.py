@@ -50,3 +50,16 @@ def test_four_queued_experiments_two_workers_land_complete_in_one_store(tmp_path
         assert "accuracy" in perceptron.data.metrics
     pipeline_ids = {r.data.tags["imgclf.pipeline_id"] for r in runs}
     assert len(pipeline_ids) == len(names)
+    assert_one_parent_per_experiment(client, experiment.experiment_id, runs, names, STAGES)
+
+
+def assert_one_parent_per_experiment(client: MlflowClient, experiment_id: str, runs: list, names: list[str],
+                                     stages: list[str]) -> None:
+    """One parent run per DVC experiment, each with exactly its own stage runs beneath (none crossed)."""
+    parents = client.search_runs([experiment_id], "tags.`imgclf.role` = 'pipeline'")
+    assert sorted(p.info.run_name for p in parents) == sorted(f"pipeline {name}" for name in names)
+    for parent in parents:
+        children = [r for r in runs if r.data.tags["mlflow.parentRunId"] == parent.info.run_id]
+        assert {r.data.tags["dvc.exp_name"] for r in children} == {parent.data.tags["dvc.exp_name"]}
+        assert sorted(r.data.tags["dvc.stage"] for r in children) == sorted(stages)
+        assert parent.info.status == "FINISHED"

@@ -86,6 +86,17 @@ def test_pipeline_reruns_exactly_what_changed_and_lineage_survives_the_run_cache
     ids = compare(project, "--with-ids", "--format", "csv")
     assert first_top[0].info.run_id in ids  # ...but dvc.lock still resolves to the run behind it
     assert_champion_is_the_winner(project)
+    # This execution's parent run links every stage's run, the restored top among them, and sums up.
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    latest_report = max(stage_runs(project, "report"), key=lambda r: r.info.start_time)
+    parent = client.get_run(latest_report.data.tags["mlflow.parentRunId"])
+    assert parent.data.tags["imgclf.role"] == "pipeline" and parent.info.status == "FINISHED"
+    assert parent.data.tags["imgclf.stage_run.top"] == first_top[0].info.run_id
+    assert {f"imgclf.stage_run.{stage}" for stage in ALL_STAGES if stage != "report"} <= set(parent.data.tags)
+    best = list(csv.DictReader(io.StringIO(compare(project, "--format", "csv"))))[0]
+    assert parent.data.tags["imgclf.champion_stage"] == best["stage"]
+    assert parent.data.metrics["champion.accuracy"] == float(best["accuracy"])
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {"leaderboard.md", "runs.md"}
 
     # A teammate's clone with another (here: no) MLflow store: the same leaderboard, and one line
     # saying which runs it could not find.

@@ -26,7 +26,7 @@ from imgclf.team import s3
 from conftest import REPO, STAGE_RUNS
 from dvc_project import make_project, project_env, run
 from servers import free_port, wait_until_up
-from test_experiments_queue import wait_for_queue
+from test_experiments_queue import assert_one_parent_per_experiment, wait_for_queue
 
 pytestmark = pytest.mark.slow
 TINY = yaml.safe_load((REPO / "profiles" / "tiny.yaml").read_text())
@@ -195,6 +195,8 @@ def test_two_workers_four_queued_experiments_all_land_on_postgres(team, tmp_path
     assert {r.info.status for r in runs} == {"FINISHED"}
     for name in names:
         assert sorted(r.data.tags["dvc.stage"] for r in runs if r.data.tags.get("dvc.exp_name") == name) == sorted(stages)
+    experiment = client_of(team).get_experiment_by_name("team-queue").experiment_id
+    assert_one_parent_per_experiment(client_of(team), experiment, runs, names, stages)
 
 
 def test_server_killed_mid_stage_fails_fast_then_repro_completes_after_a_restart(team, tmp_path):

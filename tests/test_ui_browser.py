@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 
@@ -17,6 +20,22 @@ pytestmark = pytest.mark.browser
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 STAGES = ("perceptron", "baseline", "augmented")
 ACCURACY = {"perceptron": 0.61, "baseline": 0.72, "augmented": 0.83}
+# Headless, and none of Chromium's own network traffic (this machine's network is closed).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@contextlib.contextmanager
+def launch() -> Iterator[Any]:
+    """Debian's Chromium, driven by Playwright (which never downloads a browser of its own)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 @pytest.fixture
@@ -35,8 +54,6 @@ def store_with_stage_runs(workspace: Path) -> tuple[str, dict[str, str]]:
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium; .ci/run does it)")
 def test_mlflow_ui_shows_runs_and_compare_view(store_with_stage_runs, workspace):
-    from playwright.sync_api import sync_playwright
-
     uri, run_ids = store_with_stage_runs
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -50,14 +67,12 @@ def test_mlflow_ui_shows_runs_and_compare_view(store_with_stage_runs, workspace)
     screenshot.parent.mkdir(exist_ok=True)
     try:
         wait_until_up(url, server)
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=CHROMIUM, headless=True,
-                args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-            )
+        with launch() as browser:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.goto(f"{url}/#/experiments/1/runs")
+            parent = page.locator("[role=row]", has=page.get_by_text(re.compile(r"^pipeline "))).first
+            parent.wait_for(timeout=60_000)
+            parent.locator("button").first.click()  # the stage runs are nested under their pipeline's run
             for stage in STAGES:
                 page.get_by_text(stage, exact=True).first.wait_for(timeout=60_000)
             run = run_ids["baseline"]
@@ -72,7 +87,6 @@ def test_mlflow_ui_shows_runs_and_compare_view(store_with_stage_runs, workspace)
                 page.get_by_text(str(ACCURACY[stage]), exact=True).first.wait_for(timeout=60_000)
             page.wait_for_timeout(1500)
             page.screenshot(path=str(screenshot), full_page=True)
-            browser.close()
     finally:
         server.terminate()
         server.wait(timeout=30)
