@@ -11,6 +11,8 @@ from mlflow.tracking import MlflowClient
 
 from imgclf.tracking import migrate
 
+from conftest import STAGE_RUNS
+
 
 @pytest.fixture
 def stores(tmp_path):
@@ -18,8 +20,11 @@ def stores(tmp_path):
     target_uri = f"sqlite:///{tmp_path / 'team.db'}"
     source = MlflowClient(source_uri)
     experiment = source.create_experiment("exp", artifact_location=(tmp_path / "alone-artifacts").as_uri())
+    parent = source.create_run(experiment, run_name="pipeline p", tags={"imgclf.role": "pipeline"})
+    source.set_terminated(parent.info.run_id, status="FINISHED")
     for index in range(2):
-        run = source.create_run(experiment, run_name=f"stage-{index}", tags={"dvc.stage": f"stage-{index}"})
+        run = source.create_run(experiment, run_name=f"stage-{index}",
+                                tags={"dvc.stage": f"stage-{index}", "mlflow.parentRunId": parent.info.run_id})
         source.log_batch(run.info.run_id, params=[mlflow.entities.Param("lr", str(0.1 * (index + 1)))],
                          metrics=[Metric("val_loss", 1.0 / step, 1_000 + step, step) for step in range(1, 4)])
         note = tmp_path / f"note-{index}.txt"
@@ -38,14 +43,16 @@ def stores(tmp_path):
 def test_runs_are_copied_whole_and_only_once(stores, tmp_path):
     source_uri, target_uri = stores
     first = migrate.migrate(source_uri, target_uri)
-    assert (first.copied, first.skipped, first.metric_points, first.models) == (2, 0, 6, 2)
+    assert (first.copied, first.skipped, first.metric_points, first.models) == (3, 0, 6, 2)
     second = migrate.migrate(source_uri, target_uri)
-    assert (second.copied, second.skipped) == (0, 2)
+    assert (second.copied, second.skipped) == (0, 3)
 
     source, target = MlflowClient(source_uri), MlflowClient(target_uri)
-    originals = source.search_runs([source.get_experiment_by_name("exp").experiment_id])
-    copies = target.search_runs([target.get_experiment_by_name("exp").experiment_id])
+    originals = source.search_runs([source.get_experiment_by_name("exp").experiment_id], STAGE_RUNS)
+    copies = target.search_runs([target.get_experiment_by_name("exp").experiment_id], STAGE_RUNS)
     assert len(copies) == 2
+    (parent,) = target.search_runs([target.get_experiment_by_name("exp").experiment_id], "tags.`imgclf.role` = 'pipeline'")
+    assert {copy.data.tags["mlflow.parentRunId"] for copy in copies} == {parent.info.run_id}  # nested as before
     for original in originals:
         copy = next(r for r in copies if r.data.tags[migrate.TAG_FROM] == original.info.run_id)
         assert copy.info.run_name == original.info.run_name
@@ -68,8 +75,9 @@ def test_an_interrupted_copy_is_deleted_and_redone(stores):
     experiment = target.create_experiment("exp")
     half = target.create_run(experiment, tags={migrate.TAG_COPYING: original.info.run_id})  # cut short
     summary = migrate.migrate(source_uri, target_uri)
-    assert (summary.copied, summary.redone) == (2, 1)
+    assert (summary.copied, summary.redone) == (3, 1)
     assert target.get_run(half.info.run_id).info.lifecycle_stage == "deleted"
     live = target.search_runs([experiment])
     assert sorted(r.data.tags[migrate.TAG_FROM] for r in live) == sorted(
         r.info.run_id for r in source.search_runs([source.get_experiment_by_name("exp").experiment_id]))
+    assert len(live) == 3

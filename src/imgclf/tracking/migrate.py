@@ -22,6 +22,7 @@ from imgclf.tracking import store
 
 TAG_FROM = "imgclf.migrated_from"
 TAG_COPYING = "imgclf.migrating_from"
+TAG_PARENT = "mlflow.parentRunId"
 BATCH_PARAMS, BATCH_METRICS = 100, 1000
 
 
@@ -49,16 +50,18 @@ def migrate(source_uri: str, target_uri: str) -> Summary:
                                   max_results=50000, order_by=["attributes.start_time ASC"])
         if not runs:
             continue
+        runs = sorted(runs, key=lambda run: TAG_PARENT in run.data.tags)  # parents first: their copies' ids
         target_experiment = _target_experiment(target, experiment)
         done = _copies(target, target_experiment)
+        copied = dict(done["finished"])  # source run id -> its copy's id (parents precede their stages)
         for run in runs:
-            if run.info.run_id in done["finished"]:
+            if run.info.run_id in copied:
                 summary.skipped += 1
                 continue
             for partial in done["partial"].get(run.info.run_id, []):
                 target.delete_run(partial)
                 summary.redone += 1
-            _copy_run(source, target, run, target_experiment, summary)
+            copied[run.info.run_id] = _copy_run(source, target, run, target_experiment, summary, copied)
     return summary
 
 
@@ -71,21 +74,24 @@ def _target_experiment(target: MlflowClient, experiment) -> str:
 
 
 def _copies(target: MlflowClient, experiment_id: str) -> dict:
-    """Source run ids already copied, and unfinished copies (target run ids) by source run id."""
-    finished, partial = set(), {}
+    """Copies done (source run id -> target run id), and unfinished copies (target run ids) by source run id."""
+    finished, partial = {}, {}
     for run in target.search_runs([experiment_id], filter_string=f"tags.`{TAG_COPYING}` != ''",
                                   run_view_type=ViewType.ACTIVE_ONLY, max_results=50000):
         origin = run.data.tags[TAG_COPYING]
         if run.data.tags.get(TAG_FROM) == origin:
-            finished.add(origin)
+            finished[origin] = run.info.run_id
         else:
             partial.setdefault(origin, []).append(run.info.run_id)
     return {"finished": finished, "partial": partial}
 
 
-def _copy_run(source: MlflowClient, target: MlflowClient, run, experiment_id: str, summary: Summary) -> None:
+def _copy_run(source: MlflowClient, target: MlflowClient, run, experiment_id: str, summary: Summary,
+              copied: dict[str, str]) -> str:
     origin = run.info.run_id
     tags = dict(run.data.tags) | {TAG_COPYING: origin}
+    if tags.get(TAG_PARENT) in copied:  # a stage run under its pipeline's run: under the parent's copy
+        tags[TAG_PARENT] = copied[tags[TAG_PARENT]]
     copy = target.create_run(experiment_id, start_time=run.info.start_time, tags=tags, run_name=run.info.run_name)
     new_id = copy.info.run_id
     params = [Param(key, value) for key, value in sorted(run.data.params.items())]
@@ -105,6 +111,7 @@ def _copy_run(source: MlflowClient, target: MlflowClient, run, experiment_id: st
     target.log_batch(new_id, tags=retagged + [RunTag(TAG_FROM, origin)])
     target.set_terminated(new_id, status=run.info.status, end_time=run.info.end_time)
     summary.copied += 1
+    return new_id
 
 
 def _copy_models(source: MlflowClient, target: MlflowClient, run, experiment_id: str, new_run: str,
