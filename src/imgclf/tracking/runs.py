@@ -6,12 +6,14 @@ import contextlib
 import os
 import signal
 import socket
+import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 import mlflow
 import psutil
 from mlflow.entities import DatasetInput
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from imgclf.errors import UserError
@@ -129,7 +131,7 @@ def stage_run(stage: str, experiment: str, flat_params: Mapping[str, Any], datas
         tags[pipeline_run.TAG_NOTE] = pipeline_run.description(stage, tags, dataset, {})
         run = mlflow.start_run(experiment_id=experiment_key, run_name=stage, tags=tags)
         if inputs:
-            client.log_inputs(run.info.run_id, datasets=list(inputs))
+            _log_inputs(client, run.info.run_id, list(inputs))
     active = StageRun(client, run.info.run_id, uri, parent)
     active.log_params(flat_params)
     previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
@@ -167,6 +169,19 @@ def stage_run(stage: str, experiment: str, flat_params: Mapping[str, Any], datas
                 if store.unreachable(uri) is None:
                     raise
                 raise lost_server(uri) from None
+
+
+def _log_inputs(client: MlflowClient, run_id: str, inputs: list[DatasetInput], attempts: int = 4) -> None:
+    """log_inputs, retried: on a tracking server two experiments logging the same new dataset at once
+    race on MLflow's dataset row (one gets an IntegrityError); the retry finds the row the other made."""
+    for attempt in range(attempts):
+        try:
+            client.log_inputs(run_id, datasets=inputs)
+            return
+        except MlflowException:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
 
 
 def lost_server(uri: str) -> UserError:
