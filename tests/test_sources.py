@@ -326,11 +326,15 @@ def test_kaggle_fake_credentials_no_network_and_no_leak(workspace: Path, mlflow_
         if how == "kaggle.json" and path == home / ".kaggle" / "kaggle.json":
             continue
         assert FAKE_KEY.encode() not in data, path
-    # The MLflow store has the failed download run, and no param or tag holds the key.
+    # The MLflow store has the failed download run (and its pipeline's run, FAILED with it), and no
+    # param or tag holds the key.
     with sqlite3.connect(workspace / "mlflow.db") as db:
-        runs = db.execute("select run_uuid, status from runs").fetchall()
+        statuses = dict(db.execute("select run_uuid, status from runs").fetchall())
+        roles = dict(db.execute("select run_uuid, value from tags where key = 'imgclf.role'").fetchall())
+        stages = dict(db.execute("select run_uuid, value from tags where key = 'dvc.stage'").fetchall())
         values = db.execute("select value from params union all select value from tags").fetchall()
-    assert [status for _, status in runs] == ["FAILED"]
+    assert sorted(stages.values()) == ["download"] and sorted(roles.values()) == ["pipeline"]
+    assert set(statuses) == set(stages) | set(roles) and set(statuses.values()) == {"FAILED"}
     assert values and not any(FAKE_KEY in (value or "") for (value,) in values)
 
 
