@@ -19,10 +19,10 @@ from mlflow.entities import Metric, Param, RunTag, ViewType
 from mlflow.tracking import MlflowClient
 
 from imgclf.tracking import store
+from imgclf.tracking.pipeline_run import TAG_PARENT
 
 TAG_FROM = "imgclf.migrated_from"
 TAG_COPYING = "imgclf.migrating_from"
-TAG_PARENT = "mlflow.parentRunId"
 BATCH_PARAMS, BATCH_METRICS = 100, 1000
 
 
