@@ -1,10 +1,10 @@
 """augmented: the same simple CNN, trained on randomly transformed images (one fused affine each)."""
 
-from imgclf import augmentation, determinism, fit, publish, stage
+from imgclf import augmentation, determinism, distribution, fit, publish, stage
 from imgclf.data import pipeline
 from imgclf.models import cnn
 
-SECTIONS = ["seed", "data", "image", "mlflow", "cnn", "augmentation", "augmented"]
+SECTIONS = ["seed", "data", "image", "mlflow", "cnn", "augmentation", "train", "augmented"]
 
 
 def run(params, tracked) -> None:
@@ -13,11 +13,12 @@ def run(params, tracked) -> None:
     determinism.set_precision(params.cnn.precision)
     data = pipeline.load_split(params, settings.batch_size)
     train = augmentation.augment_dataset(data.train, params.augmentation, params.seed)  # endless
-    model = cnn.build_simple_cnn(data.input_shape, len(data.class_names), params.cnn)
-    fitted = fit.fit(
-        model, train, data.validation, settings, "augmented", data.class_counts,
-        steps_per_epoch=data.steps_per_epoch,
-    )
+    with distribution.scope(params.train):  # one device, or one replica per device (mirrored)
+        model = cnn.build_simple_cnn(data.input_shape, len(data.class_names), params.cnn)
+        fitted = fit.fit(
+            model, train, data.validation, settings, "augmented", data.class_counts,
+            steps_per_epoch=data.steps_per_epoch,
+        )
     publish.model_stage(
         "augmented", model, fitted, data.test, data.class_names, tracked, params,
         extra_metrics={"train_images": data.train_size},

@@ -1,10 +1,10 @@
 """baseline: the chapter's simple CNN on data/split, without augmentation."""
 
-from imgclf import determinism, fit, publish, stage
+from imgclf import determinism, distribution, fit, publish, stage
 from imgclf.data import pipeline
 from imgclf.models import cnn
 
-SECTIONS = ["seed", "data", "image", "mlflow", "cnn", "baseline"]
+SECTIONS = ["seed", "data", "image", "mlflow", "cnn", "train", "baseline"]
 
 
 def run(params, tracked) -> None:
@@ -12,8 +12,9 @@ def run(params, tracked) -> None:
     determinism.seed_everything(params.seed)
     determinism.set_precision(params.cnn.precision)
     data = pipeline.load_split(params, settings.batch_size)
-    model = cnn.build_simple_cnn(data.input_shape, len(data.class_names), params.cnn)
-    fitted = fit.fit(model, data.train, data.validation, settings, "baseline", data.class_counts)
+    with distribution.scope(params.train):  # one device, or one replica per device (mirrored)
+        model = cnn.build_simple_cnn(data.input_shape, len(data.class_names), params.cnn)
+        fitted = fit.fit(model, data.train, data.validation, settings, "baseline", data.class_counts)
     publish.model_stage(
         "baseline", model, fitted, data.test, data.class_names, tracked, params,
         extra_metrics={"train_images": data.train_size},

@@ -2,12 +2,12 @@
 
 import keras
 
-from imgclf import augmentation, determinism, fit, model_file, paths, publish, stage
+from imgclf import augmentation, determinism, distribution, fit, model_file, paths, publish, stage
 from imgclf.data import pipeline
 from imgclf.errors import UserError
 from imgclf.models import backbones, finetune
 
-SECTIONS = ["seed", "data", "image", "mlflow", "backbone", "augmentation", "finetune"]
+SECTIONS = ["seed", "data", "image", "mlflow", "backbone", "augmentation", "train", "finetune"]
 TOP_MISSING = "run the top stage first (dvc repro top)"
 
 
@@ -23,14 +23,15 @@ def run(params, tracked) -> None:
     determinism.set_precision(backbone.precision)
     data = pipeline.load_split(params, settings.batch_size)
     train = augmentation.augment_dataset(data.train, params.augmentation, params.seed)  # endless
-    # Loaded after seeding: Dropout's seed generator is created at load time.
-    head = model_file.load(paths.top_head_file(), TOP_MISSING)
-    model, frozen = finetune.build(backbone, params.seed, weights, head, data.input_shape, len(data.class_names))
-    optimizer = keras.optimizers.SGD(learning_rate=settings.learning_rate, momentum=settings.momentum)
-    fitted = fit.fit(
-        model, train, data.validation, settings, "finetune", data.class_counts,
-        steps_per_epoch=data.steps_per_epoch, optimizer=optimizer,
-    )
+    with distribution.scope(params.train):  # one device, or one replica per device (mirrored)
+        # Loaded after seeding: Dropout's seed generator is created at load time.
+        head = model_file.load(paths.top_head_file(), TOP_MISSING)
+        model, frozen = finetune.build(backbone, params.seed, weights, head, data.input_shape, len(data.class_names))
+        optimizer = keras.optimizers.SGD(learning_rate=settings.learning_rate, momentum=settings.momentum)
+        fitted = fit.fit(
+            model, train, data.validation, settings, "finetune", data.class_counts,
+            steps_per_epoch=data.steps_per_epoch, optimizer=optimizer,
+        )
     publish.model_stage(
         "finetune", model, fitted, data.test, data.class_names, tracked, params,
         extra_metrics=facts | {"frozen_layers": frozen, "train_images": data.train_size},

@@ -1,10 +1,10 @@
 """top: the chapter's top classifier on data/features, a linear SVM beside it; saved composed with the backbone."""
 
-from imgclf import determinism, features, fit, paths, publish, stage, svm
+from imgclf import determinism, distribution, features, fit, paths, publish, stage, svm
 from imgclf.data import pipeline
 from imgclf.models import backbones, heads
 
-SECTIONS = ["seed", "data", "image", "mlflow", "backbone", "top"]
+SECTIONS = ["seed", "data", "image", "mlflow", "backbone", "train", "top"]
 
 
 def run(params, tracked) -> None:
@@ -15,8 +15,9 @@ def run(params, tracked) -> None:
     determinism.seed_everything(params.seed)
     determinism.set_precision("float32")  # a small head on float32 features: nothing to gain
     data = features.load_split(settings.batch_size, params.data.validation_fraction, params.seed)
-    model = heads.top(data.feature_shape, len(data.class_names), settings.units, settings.dropout)
-    fitted = fit.fit(model, data.train, data.validation, settings, "top", data.class_counts)
+    with distribution.scope(params.train):  # one device, or one replica per device (mirrored)
+        model = heads.top(data.feature_shape, len(data.class_names), settings.units, settings.dropout)
+        fitted = fit.fit(model, data.train, data.validation, settings, "top", data.class_counts)
     svm_accuracy = svm.accuracy(*data.train_arrays, *data.test, settings.svm_c, params.seed)
     print(f"top: linear SVM (C={settings.svm_c}) test accuracy {svm_accuracy:.4f}", flush=True)
     # What a user deploys: images -> the very backbone bottleneck ran (same seed, weights) -> this head.

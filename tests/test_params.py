@@ -72,6 +72,8 @@ CASES = [
     ("unknown-source", edited(("set", "data.source", "imagenet")),
      r"params\.yaml: data\.source = imagenet: must be one of mnist-sample, mnist, fashion-mnist, "
      r"cifar10, cifar100, dogs-vs-cats, folder, csv"),
+    ("unknown-distribution", edited(("set", "train.distribute", "multiworker")),
+     r"params\.yaml: train\.distribute = multiworker: must be one of none, mirrored"),
     ("bad-non-rgb", edited(("set", "data.non_rgb", "keep")),
      r"params\.yaml: data\.non_rgb = keep: must be one of convert, skip"),
     ("bad-archive-type", edited(("set", "data.archive", 7)),

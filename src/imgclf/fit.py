@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 
-from imgclf import paths
+from imgclf import distribution, paths
+from imgclf.errors import UserError
 from imgclf.params import FitParams
 
 
@@ -22,6 +24,14 @@ class Fitted:
 
     history: dict[str, list[float]]  # Keras names: loss, accuracy, val_loss, val_accuracy
     seconds: float  # run-specific: MLflow only, never a DVC output
+    images: int = 0  # training images seen (steps x batch), for the throughput
+    replicas: int = 1  # devices the training ran on in sync (train.distribute)
+
+    def speed(self) -> dict[str, float]:
+        """MLflow's run-specific figures: seconds, replicas, images/s overall and per replica."""
+        per_second = self.images / self.seconds if self.seconds > 0 else 0.0
+        return {"training_seconds": self.seconds, "replicas": self.replicas,
+                "train_images_per_s": per_second, "train_images_per_s_per_replica": per_second / self.replicas}
 
 
 def class_weights(class_counts: Sequence[int], mode: str) -> dict[int, float] | None:
@@ -62,6 +72,39 @@ def endless(dataset: tf.data.Dataset | None) -> tuple[tf.data.Dataset | None, in
     return dataset.repeat(), batches
 
 
+class PredictedValidation(keras.callbacks.Callback):
+    """val_loss and val_accuracy from predict() at each epoch's end, as evaluate() would give them.
+
+    Under MirroredStrategy, Keras 3's evaluate() (and fit's validation) fails on a last batch that
+    does not split evenly over the replicas (shapes [4,...] vs [3,...] in an AddN); predict() does
+    not. Listed first, so TensorBoard and the history see the figures it adds.
+    """
+
+    def __init__(self, validation: tf.data.Dataset):
+        super().__init__()
+        self.validation = validation
+        self.labels = np.concatenate([labels for _, labels in validation.as_numpy_iterator()])
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        probabilities = self.model.predict(self.validation, verbose=0)
+        loss = keras.losses.categorical_crossentropy(self.labels, probabilities)
+        matches = np.argmax(probabilities, axis=1) == np.argmax(self.labels, axis=1)
+        if logs is not None:
+            logs["val_loss"] = float(np.mean(keras.ops.convert_to_numpy(loss)))
+            logs["val_accuracy"] = float(np.mean(matches))
+
+
+def full_batches(train: tf.data.Dataset, batch_size: int, replicas: int, stage: str) -> tf.data.Dataset:
+    """An endless stream cut into full global batches, each split evenly over the replicas.
+
+    Nothing is dropped: the stream is endless, so a pass's short last batch is topped up from the next.
+    """
+    if batch_size % replicas:
+        raise UserError(f"{stage}.batch_size: {batch_size} does not split over {replicas} replicas "
+                        f"(train.distribute: mirrored): use a multiple of {replicas}")
+    return train.rebatch(batch_size, drop_remainder=True)
+
+
 def fit(
     model: keras.Model,
     train: tf.data.Dataset,
@@ -76,12 +119,20 @@ def fit(
     """Compile (Adam unless `optimizer`, categorical cross-entropy, accuracy) and fit.
 
     `steps_per_epoch` is required for an endless `train` (e.g. from augmentation.augment_dataset).
-    TensorBoard events go to logs/<stage>/.
+    TensorBoard events go to logs/<stage>/. Call it inside `distribution.scope(params.train)`, where
+    the model was built: with several replicas, every global batch is full and splits evenly.
     """
     if steps_per_epoch is None:
         if train.cardinality() == tf.data.INFINITE_CARDINALITY:
             raise ValueError("an endless training dataset needs steps_per_epoch")
         train, steps_per_epoch = endless(train)
+    replicas = distribution.replicas()
+    callbacks: list[keras.callbacks.Callback] = []
+    if replicas > 1:
+        train = full_batches(train, settings.batch_size, replicas, stage)
+        if validation is not None:
+            callbacks.append(PredictedValidation(validation))
+            validation = None
     validation, validation_steps = endless(validation)
     model.compile(
         optimizer=optimizer or keras.optimizers.Adam(settings.learning_rate),
@@ -99,8 +150,10 @@ def fit(
         class_weight=class_weights(class_counts, settings.class_weight),
         # No weight histograms: TensorBoard bins them through an N x 30 one-hot, gigabytes for the
         # chapter CNN's dense layer every epoch. Scalars and the graph are logged.
-        callbacks=[keras.callbacks.TensorBoard(log_dir=str(events), histogram_freq=0)],
+        callbacks=callbacks + [keras.callbacks.TensorBoard(log_dir=str(events), histogram_freq=0)],
         shuffle=False,  # the tf.data pipeline shuffles (seeded)
         verbose=progress_verbosity(),
     )
-    return Fitted({key: list(values) for key, values in history.history.items()}, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    images = settings.epochs * steps_per_epoch * settings.batch_size  # the last batch of a pass may be short
+    return Fitted({key: list(values) for key, values in history.history.items()}, seconds, images, replicas)

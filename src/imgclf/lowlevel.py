@@ -94,4 +94,4 @@ def train(
               + ", ".join(f"{key} {values[-1]:.4f}" for key, values in history.items()), flush=True)
     train_writer.close()
     validation_writer.close()
-    return Fitted(history, time.perf_counter() - started)
+    return Fitted(history, time.perf_counter() - started, config.steps * config.batch_size)

@@ -59,7 +59,7 @@ def model_stage(
     tracked.log_history(fitted.history)
     final = {key: value for key, value in flatten(metrics).items() if isinstance(value, (int, float))}
     # Run-specific: MLflow only, never the JSON.
-    final["training_seconds"] = fitted.seconds
+    final |= fitted.speed()
     final |= inference.measure(classifier, params.seed)
     tracked.log_metrics(final)
     tracked.log_artifact(paths.metrics_file(stage), "metrics")

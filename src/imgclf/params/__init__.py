@@ -32,12 +32,13 @@ from imgclf.params.schema import (
     PerceptronParams,
     ReportParams,
     TopParams,
+    TrainParams,
 )
 
 __all__ = [
     "AugmentationParams", "BackboneParams", "BottleneckParams", "CnnParams", "DataParams",
     "FinetuneParams", "FitParams", "ImageParams", "MlflowParams", "Params", "PerceptronParams",
-    "ReportParams", "TopParams", "apply_overrides", "flatten", "load", "parse", "resolve",
+    "ReportParams", "TopParams", "TrainParams", "apply_overrides", "flatten", "load", "parse", "resolve",
     "section_dict", "set_dotted",
 ]
 

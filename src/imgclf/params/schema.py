@@ -85,6 +85,13 @@ class FitParams:
 
 
 @dataclass(frozen=True)
+class TrainParams:
+    """How the Keras training stages (baseline, augmented, top, finetune) spread over devices."""
+
+    distribute: str = spec(choice("none", "mirrored"))
+
+
+@dataclass(frozen=True)
 class AugmentationParams:
     horizontal_flip: Any = spec(choice("auto", True, False))
     zoom: float = spec(number(0.0, 0.9))
@@ -133,6 +140,7 @@ class Params:
     mlflow: MlflowParams = spec(MlflowParams)
     perceptron: PerceptronParams = spec(PerceptronParams)
     cnn: CnnParams = spec(CnnParams)
+    train: TrainParams = spec(TrainParams)
     baseline: FitParams = spec(FitParams)
     augmentation: AugmentationParams = spec(AugmentationParams)
     augmented: FitParams = spec(FitParams)
