@@ -1,6 +1,6 @@
-"""`python -m imgclf compare | predict | serve | server | server-stop | remote | migrate-store | deps`: the
-leaderboard from MLflow, classifying images, serving the champion, a team's tracking server and DVC
-remote, moving a local store's runs to it, the dvc.yaml deps contract."""
+"""`python -m imgclf compare | predict | serve | server | server-stop | remote | migrate-store | sweep | deps`:
+the leaderboard from MLflow, classifying images, serving the champion, a team's tracking server and DVC
+remote, moving a local store's runs to it, a grid of DVC experiments, the dvc.yaml deps contract."""
 
 from __future__ import annotations
 
@@ -102,6 +102,16 @@ def parser() -> argparse.ArgumentParser:
                                "models; a run already copied (tag imgclf.migrated_from) is skipped.")
     move.add_argument("--to", required=True, dest="target", help="target tracking URI (http://127.0.0.1:5002)")
     move.add_argument("--from", dest="source", help="source store (default: the project's sqlite:///…/mlflow.db)")
+    grid = commands.add_parser(
+        "sweep", help="run the grid of -S overrides as DVC experiments (dvc queue, -j N workers)",
+        description="Every combination of the overrides (key=v1,v2 sweeps a key, as `dvc exp run -S` does) is "
+        "checked against params.yaml's schema, queued with `dvc exp run --queue -n <name>-<n>` and run by "
+        "`dvc queue start -j N` on this host. One line per finished experiment (its best model stage's "
+        "accuracy, its seconds), then a table; exit code 1 if any failed (the others still run).")
+    grid.add_argument("-S", "--set-param", dest="overrides", action="append", default=[], metavar="KEY=V1,V2",
+                      help="a params.yaml override or sweep (repeatable)")
+    grid.add_argument("--name", default="sweep", help="experiment name prefix (default sweep: sweep-1, sweep-2, ...)")
+    grid.add_argument("--jobs", "-j", type=int, default=1, help="experiments at a time (DVC queue workers)")
     deps = commands.add_parser(
         "deps", help="print each stage's code deps from its imports; exit 1 if dvc.yaml differs",
         description=stage_deps.__doc__,
@@ -178,6 +188,12 @@ def main(argv: list[str] | None = None) -> None:
                                           _mlflow_setting("registered_model")))
         if args.command == "serve":
             serve(args)
+        if args.command == "sweep":
+            from imgclf.sweep import driver
+
+            if args.jobs < 1:
+                raise UserError(f"sweep --jobs {args.jobs}: use 1 or more")
+            raise SystemExit(driver.sweep(args.overrides, args.name, args.jobs))
         if args.command in ("server", "server-stop", "remote", "migrate-store"):
             team_command(args)
         sys.stdout.write(compare(args))

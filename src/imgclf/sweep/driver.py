@@ -1,0 +1,45 @@
+"""`python -m imgclf sweep`: expand the grid, run it, print one line per experiment and the table."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Sequence
+
+from imgclf import params as params_module
+from imgclf.sweep import grid, local, outcome
+from imgclf.tracking import store
+
+
+def sweep(overrides: Sequence[str], prefix: str, jobs: int) -> int:
+    """Run the grid as DVC experiments on this host with `jobs` queue workers; the exit code."""
+    points = grid.points(overrides, prefix, taken=local.existing_names())
+    experiment = params_module.load().mlflow.experiment
+    client = store.client(store.tracking_uri())
+    outcomes: list[outcome.Outcome] = []
+    started = time.monotonic()
+    runnable = []
+    for point in points:  # a bad point is reported, not queued; the others still run
+        reason = grid.invalid(point)
+        if reason:
+            outcomes.append(outcome.Outcome(point, f"not run: {reason}"))
+            print(outcomes[-1].line(), file=sys.stderr, flush=True)
+        else:
+            runnable.append(point)
+    print(f"sweep: {len(runnable)} experiment(s) on this host, {jobs} at a time: "
+          + ", ".join(point.name for point in runnable), file=sys.stderr, flush=True)
+
+    def finished(point: grid.Point, error: str | None) -> None:
+        result = outcome.Outcome(point, error, seconds=outcome.pipeline_seconds(client, experiment, point.name))
+        if error is None:
+            shown = outcome.parse_show(local.dvc("exp", "show", "--json", "--no-fetch", check=False).stdout)
+            result.accuracy = outcome.accuracies(shown, point.name)
+        outcomes.append(result)
+        print(result.line(), file=sys.stderr, flush=True)
+
+    if runnable:
+        local.run(runnable, jobs, finished)
+    print(f"sweep: {len(outcomes)} experiment(s) in {time.monotonic() - started:.0f} s; "
+          f"`dvc exp show` and `python -m imgclf compare --exp-name <name>` list them", file=sys.stderr)
+    sys.stdout.write(outcome.table(outcomes))
+    return outcome.exit_code(outcomes)

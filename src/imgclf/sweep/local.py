@@ -1,0 +1,74 @@
+"""A sweep on this host: every point queued as a DVC experiment, run by DVC's queue workers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+from imgclf.errors import UserError
+from imgclf.sweep.grid import Point
+
+POLL_S = 3.0
+ACTIVE = ("Queued", "Running")
+
+
+def dvc(*args: str, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """This environment's `dvc` (beside the running Python, even when its bin is not on PATH)."""
+    command = [os.path.join(os.path.dirname(sys.executable), "dvc"), *args]
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    if check and done.returncode != 0:
+        detail = (done.stderr or done.stdout).strip().splitlines()
+        raise UserError(f"dvc {' '.join(args[:3])}: {detail[-1] if detail else f'exit code {done.returncode}'}")
+    return done
+
+
+def existing_names() -> frozenset[str]:
+    """The experiments this repository already has (earlier sweeps), so new names do not collide."""
+    listing = dvc("exp", "list", "--all-commits", "--name-only", check=False)
+    return frozenset(line.strip() for line in listing.stdout.splitlines() if line.strip() and ":" not in line)
+
+
+def queue(points: Sequence[Point]) -> None:
+    """`dvc exp run --queue -n <name> -S ...` for each point (DVC copies the workspace into each)."""
+    for point in points:
+        arguments = [argument for override in point.overrides for argument in ("-S", override)]
+        dvc("exp", "run", "--queue", "-n", point.name, *arguments)
+
+
+def queue_states() -> dict[str, str]:
+    """{experiment name: Queued | Running | Success | Failed} from `dvc queue status`."""
+    states = {}
+    for line in dvc("queue", "status").stdout.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 3 and fields[-1] in (*ACTIVE, "Success", "Failed"):
+            states[fields[1]] = fields[-1]
+    return states
+
+
+def failure(name: str) -> str:
+    """The last meaningful line of a failed experiment's log (the stage's `imgclf: ...` line if any)."""
+    lines = [line.strip() for line in dvc("queue", "logs", name, check=False).stdout.splitlines() if line.strip()]
+    ours = [line for line in lines if line.startswith("imgclf:")]
+    errors = [line for line in lines if line.startswith("ERROR")]
+    return (ours or errors or lines or ["no log"])[-1]
+
+
+def run(points: Sequence[Point], jobs: int, finished: Callable[[Point, str | None], None]) -> None:
+    """Queue the points, start `jobs` workers, and call `finished(point, error or None)` as each ends."""
+    queue(points)
+    dvc("queue", "start", "-j", str(jobs))
+    pending = {point.name: point for point in points}
+    while pending:
+        time.sleep(POLL_S)
+        states = queue_states()
+        for name in [name for name in pending if states.get(name) in ("Success", "Failed")]:
+            point = pending.pop(name)
+            finished(point, failure(name) if states[name] == "Failed" else None)
+        if pending and not any(states.get(name) in ACTIVE for name in pending):
+            for point in pending.values():  # gone from the queue without an outcome (removed by hand?)
+                finished(point, "left the DVC queue without finishing (dvc queue status)")
+            pending = {}

@@ -1,0 +1,73 @@
+"""The sweep's grid: DVC's Hydra sweep syntax expanded, named, and every point checked before queueing."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from imgclf.errors import UserError
+from imgclf.sweep import grid, outcome
+
+
+def test_the_cartesian_product_named_in_order(workspace):
+    found = grid.points(["baseline.epochs=1,2", "seed=3,4", "cnn.filters=[4,8]"], "lr")
+    assert [p.name for p in found] == ["lr-1", "lr-2", "lr-3", "lr-4"]
+    assert {p.overrides for p in found} == {
+        (f"baseline.epochs={epochs}", f"seed={seed}", "cnn.filters=[4,8]") for epochs in (1, 2) for seed in (3, 4)}
+
+
+def test_numbering_continues_after_earlier_sweeps(workspace):
+    found = grid.points(["seed=1,2"], "lr", taken=frozenset({"lr-1", "lr-2", "lr-x", "other-7"}))
+    assert [p.name for p in found] == ["lr-3", "lr-4"]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["baseline.epochz=1,2"], r"Could not override 'baseline\.epochz'\. \(params\.yaml has no such key"),
+    (["seed=1", "train.distribute=multiworker"],
+     r"params\.yaml: train\.distribute = multiworker: must be one of none, mirrored"),
+])
+def test_a_point_that_makes_a_bad_params_yaml_says_why(workspace, overrides, message):
+    [point, *_] = grid.points(overrides, "lr")
+    assert re.fullmatch(message + ".*", grid.invalid(point))
+    assert grid.invalid(grid.points(["seed=1"], "lr")[0]) is None
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["baseline.epochs=[1,"], r"sweep -S baseline\.epochs=\[1,: "),
+    ([], r"sweep: nothing to sweep: pass -S key=v1,v2"),
+])
+def test_a_sweep_that_does_not_parse_stops_before_anything_runs(workspace, overrides, message):
+    with pytest.raises(UserError, match=message):
+        grid.points(overrides, "lr")
+
+
+def test_a_bad_name_prefix(workspace):
+    with pytest.raises(UserError, match=r"sweep --name 'a b'"):
+        grid.points(["seed=1"], "a b")
+
+
+def test_the_command_line_exits_2_when_the_sweep_does_not_parse(workspace):
+    done = subprocess.run([sys.executable, "-m", "imgclf", "sweep", "-S", "perceptron.steps=[0,"], cwd=workspace,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("imgclf: sweep -S perceptron.steps=[0,: "), done.stderr
+    assert "Traceback" not in done.stderr and not (workspace / ".dvc").exists()
+
+
+def test_outcome_lines_table_and_exit_code():
+    point = grid.Point("lr-1", ("seed=1",))
+    done = outcome.Outcome(point, accuracy={"baseline": 0.8, "top": 0.9}, seconds=12.4)
+    failed = outcome.Outcome(grid.Point("lr-2", ("seed=2",)), error="imgclf: boom")
+    assert done.line() == "sweep: lr-1 (seed=1) done in 12 s: best top accuracy 0.9000"
+    assert failed.line() == "sweep: lr-2 (seed=2) FAILED: imgclf: boom"
+    assert outcome.table([failed, done]).splitlines()[2:] == [
+        "| lr-1 | seed=1 | top | 0.9000 | 12 |", "| lr-2 | seed=2 | FAILED |  |  |"]
+    assert outcome.exit_code([done]) == 0 and outcome.exit_code([done, failed]) == 1
+    show = [{"rev": "workspace", "experiments": None},
+            {"rev": "abc", "experiments": [{"revs": [{"name": "lr-1", "data": {"metrics": {
+                "metrics/baseline.json": {"data": {"accuracy": 0.75}}, "metrics/split.json": {"data": {"n": 3}}}}}]}]}]
+    assert outcome.accuracies(show, "lr-1") == {"baseline": 0.75}
+    assert outcome.accuracies(show, "lr-9") == {}
