@@ -34,14 +34,19 @@ lock: $(STAMP) ## re-resolve requirements.lock from pyproject.toml (every platfo
 repro: $(STAMP) ## run the pipeline (dvc repro) on params.yaml — offline default: mnist-sample
 	$(RUN) dvc repro
 
-test: $(STAMP) ## run the test suite (slow tests excluded)
-	$(RUN) python -m pytest -m "not slow" -q
+# pytest-xdist: one worker per core (2 in CI), a test file per worker at a time, so a file's
+# module-scoped servers and pipelines are made once.
+PYTEST_JOBS ?= 2
+XDIST := -n $(PYTEST_JOBS) --dist loadfile
+
+test: $(STAMP) ## run the test suite (slow tests excluded), PYTEST_JOBS=2 workers
+	$(RUN) python -m pytest -m "not slow" -q $(XDIST)
 
 test-slow: $(STAMP) ## run only the slow tests (whole pipelines in temp DVC projects, queued experiments)
-	$(RUN) python -m pytest -m slow -q
+	$(RUN) python -m pytest -m slow -q $(XDIST)
 
 test-all: $(STAMP) ## run every test, slow ones included
-	$(RUN) python -m pytest -q
+	$(RUN) python -m pytest -q $(XDIST)
 
 lint: $(STAMP) ## ruff on the package, stages, tests, benchmarks and CI scripts
 	$(RUN) ruff check src stages tests benchmarks .ci
