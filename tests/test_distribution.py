@@ -12,8 +12,8 @@ import pytest
 from conftest import REPO, TINY_TRAINING
 
 HARNESS = str(REPO / "tests" / "logical_cpus.py")
-MNIST = {"data.source": "mnist-sample", "data.train_per_class": 60, "data.test_per_class": 40,
-         "cnn.filters": [8, 16], "cnn.dense_units": 32, "baseline.epochs": 2, "baseline.batch_size": 32,
+MNIST = {"data.source": "mnist-sample", "data.train_per_class": 200, "data.test_per_class": 50,
+         "cnn.filters": [8, 16], "cnn.dense_units": 64, "baseline.epochs": 8, "baseline.batch_size": 32,
          "mlflow.log_model": False}
 
 
@@ -51,7 +51,8 @@ def test_baseline_mirrored_on_two_devices_matches_one_device(workspace, raw_mnis
     run_stages(workspace, 2, "baseline")
     mirrored = metrics(workspace, "baseline")
     assert replicas_logged(workspace, "baseline") == 2
-    assert alone["accuracy"] > 0.5  # it learned: 10 digits, 400 test images
+    print(f"baseline test accuracy: one device {alone['accuracy']:.4f}, mirrored on 2 {mirrored['accuracy']:.4f}")
+    assert alone["accuracy"] > 0.5  # it learned: 10 digits, 500 test images
     assert abs(mirrored["accuracy"] - alone["accuracy"]) <= 0.01, (alone["accuracy"], mirrored["accuracy"])
 
     run_stages(workspace, 2, "baseline")  # deterministic under seed for a fixed number of replicas
