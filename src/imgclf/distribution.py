@@ -14,33 +14,20 @@ import tensorflow as tf
 from imgclf.params import TrainParams
 
 
-def devices() -> list[str]:
-    """The devices one replica each runs on: every visible GPU, else every logical CPU device.
-
-    A test (or a CPU-only user) configures logical CPUs with
-    tf.config.set_logical_device_configuration before TensorFlow initialises.
-    """
-    gpus = tf.config.list_logical_devices("GPU")
-    return [device.name for device in (gpus or tf.config.list_logical_devices("CPU"))]
-
-
-def strategy(settings: TrainParams) -> tf.distribute.Strategy:
-    """`none`: TensorFlow's default strategy (one device); `mirrored`: one replica per device."""
-    if settings.distribute == "mirrored":
-        # Deterministic across runs: the all-reduce adds in a fixed order (no NCCL on CPU).
-        return tf.distribute.MirroredStrategy(devices(), cross_device_ops=_cross_device_ops())
-    return tf.distribute.get_strategy()
-
-
-def _cross_device_ops() -> tf.distribute.CrossDeviceOps | None:
-    if tf.config.list_logical_devices("GPU"):
-        return None  # NCCL all-reduce, TensorFlow's choice on GPUs
-    return tf.distribute.ReductionToOneDevice()
-
-
 def scope(settings: TrainParams) -> contextlib.AbstractContextManager:
-    """`with distribution.scope(params.train):` around building, compiling and fitting the model."""
-    return strategy(settings).scope()
+    """`with distribution.scope(params.train):` around building, compiling and fitting the model.
+
+    `none`: TensorFlow's default strategy (one device). `mirrored`: one replica per visible GPU, else
+    per logical CPU device (a test, or a CPU-only user, configures those with
+    tf.config.set_logical_device_configuration before TensorFlow initialises).
+    """
+    if settings.distribute != "mirrored":
+        return tf.distribute.get_strategy().scope()
+    gpus = tf.config.list_logical_devices("GPU")
+    devices = [device.name for device in gpus or tf.config.list_logical_devices("CPU")]
+    # GPUs: TensorFlow's NCCL all-reduce; CPUs: a reduction on one device, in a fixed order.
+    all_reduce = None if gpus else tf.distribute.ReductionToOneDevice()
+    return tf.distribute.MirroredStrategy(devices, cross_device_ops=all_reduce).scope()
 
 
 def replicas() -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from typing import Sequence
@@ -32,7 +33,7 @@ def sweep(overrides: Sequence[str], prefix: str, jobs: int) -> int:
     def finished(point: grid.Point, error: str | None) -> None:
         result = outcome.Outcome(point, error, seconds=outcome.pipeline_seconds(client, experiment, point.name))
         if error is None:
-            shown = outcome.parse_show(local.dvc("exp", "show", "--json", "--no-fetch", check=False).stdout)
+            shown = json.loads(local.dvc("exp", "show", "--json", "--no-fetch", check=False).stdout or "[]")
             result.accuracy = outcome.accuracies(shown, point.name)
         outcomes.append(result)
         print(result.line(), file=sys.stderr, flush=True)

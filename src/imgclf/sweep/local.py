@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Callable, Sequence
 
 from imgclf.errors import UserError
@@ -16,10 +15,10 @@ POLL_S = 3.0
 ACTIVE = ("Queued", "Running")
 
 
-def dvc(*args: str, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def dvc(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     """This environment's `dvc` (beside the running Python, even when its bin is not on PATH)."""
     command = [os.path.join(os.path.dirname(sys.executable), "dvc"), *args]
-    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    done = subprocess.run(command, capture_output=True, text=True)
     if check and done.returncode != 0:
         detail = (done.stderr or done.stdout).strip().splitlines()
         raise UserError(f"dvc {' '.join(args[:3])}: {detail[-1] if detail else f'exit code {done.returncode}'}")

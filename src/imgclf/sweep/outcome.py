@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -75,7 +74,3 @@ def table(outcomes: Sequence[Outcome]) -> str:
 def exit_code(outcomes: Sequence[Outcome]) -> int:
     """0 when every experiment finished, 1 when any failed (the others still ran)."""
     return 1 if any(outcome.error for outcome in outcomes) else 0
-
-
-def parse_show(text: str) -> list[dict[str, Any]]:
-    return json.loads(text or "[]")
