@@ -11,6 +11,8 @@ import pytest
 from imgclf.errors import UserError
 from imgclf.sweep import grid, outcome
 
+from dvc_project import make_project, project_env, run
+
 
 def test_the_cartesian_product_named_in_order(workspace):
     found = grid.points(["baseline.epochs=1,2", "seed=3,4", "cnn.filters=[4,8]"], "lr")
@@ -71,3 +73,37 @@ def test_outcome_lines_table_and_exit_code():
                 "metrics/baseline.json": {"data": {"accuracy": 0.75}}, "metrics/split.json": {"data": {"n": 3}}}}}]}]}]
     assert outcome.accuracies(show, "lr-1") == {"baseline": 0.75}
     assert outcome.accuracies(show, "lr-9") == {}
+
+
+def test_error_line_prefers_the_stages_own_line():
+    assert outcome.error_line("Traceback\nimgclf: cifar10 needs a file\nERROR: failed to reproduce 'download'\n") == \
+        "imgclf: cifar10 needs a file"
+    assert outcome.error_line("noise\nERROR: failed to reproduce 'split'\n\n") == "ERROR: failed to reproduce 'split'"
+    assert outcome.error_line("") == "no output"
+
+
+def test_a_ray_sweep_refuses_what_a_node_elsewhere_could_not_redo(tmp_path):
+    """Each thing a node elsewhere needs is checked before anything runs (no cluster is contacted)."""
+    project = make_project(tmp_path / "project", ["download", "split", "perceptron"])
+    env = project_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+    def refused(*setup: list[str]) -> str:
+        for command in setup:
+            run(command, project)
+        done = run([sys.executable, "-m", "imgclf", "sweep", "-S", "perceptron.steps=2,3", "--ray", "127.0.0.1:9"],
+                   project, env=env, check=False)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        return done.stderr.strip()
+
+    assert "git remote get-url origin" in refused()
+    run(["git", "init", "-q", "--bare", str(tmp_path / "origin.git")], tmp_path)
+    assert "is not on origin" in refused(["git", "remote", "add", "origin", str(tmp_path / "origin.git")])
+    assert "no default DVC remote" in refused(["git", "push", "-q", "origin", "HEAD:refs/heads/main"])
+    assert refused(["dvc", "remote", "add", "-d", "store", str(tmp_path / "dvc-store")]) == \
+        "imgclf: sweep --ray: the workspace has uncommitted changes; the nodes clone the git remote at HEAD: " \
+        "commit and push them first"
+    assert "MLFLOW_TRACKING_URI is sqlite:///" in refused(["git", "commit", "-qam", "remote"],
+                                                          ["git", "push", "-q", "origin", "HEAD:refs/heads/main"])
+    jobs = run([sys.executable, "-m", "imgclf", "sweep", "-S", "seed=1,2", "--ray", "127.0.0.1:9", "-j", "2"],
+               project, env=env, check=False)
+    assert jobs.returncode == 2 and "with --ray the cluster's free resources" in jobs.stderr, jobs.stderr

@@ -103,15 +103,22 @@ def parser() -> argparse.ArgumentParser:
     move.add_argument("--to", required=True, dest="target", help="target tracking URI (http://127.0.0.1:5002)")
     move.add_argument("--from", dest="source", help="source store (default: the project's sqlite:///…/mlflow.db)")
     grid = commands.add_parser(
-        "sweep", help="run the grid of -S overrides as DVC experiments (dvc queue, -j N workers)",
+        "sweep", help="run the grid of -S overrides as DVC experiments (dvc queue -j N, or a Ray cluster)",
         description="Every combination of the overrides (key=v1,v2 sweeps a key, as `dvc exp run -S` does) is "
         "checked against params.yaml's schema, queued with `dvc exp run --queue -n <name>-<n>` and run by "
-        "`dvc queue start -j N` on this host. One line per finished experiment (its best model stage's "
+        "`dvc queue start -j N` on this host; with --ray, each is a Ray task that clones the git remote at HEAD "
+        "on its node, runs `dvc exp run --pull` against the shared MLflow server and `dvc exp push`es it "
+        "back, then this host pulls it. One line per finished experiment (its best model stage's "
         "accuracy, its seconds), then a table; exit code 1 if any failed (the others still run).")
     grid.add_argument("-S", "--set-param", dest="overrides", action="append", default=[], metavar="KEY=V1,V2",
                       help="a params.yaml override or sweep (repeatable)")
     grid.add_argument("--name", default="sweep", help="experiment name prefix (default sweep: sweep-1, sweep-2, ...)")
     grid.add_argument("--jobs", "-j", type=int, default=1, help="experiments at a time (DVC queue workers)")
+    grid.add_argument("--ray", metavar="ADDRESS", help="run on the Ray cluster at ADDRESS (host:port of its head)")
+    grid.add_argument("--num-cpus", type=float, default=1.0, help="with --ray: CPUs each experiment reserves (1)")
+    grid.add_argument("--num-gpus", type=float, default=0.0, help="with --ray: GPUs each experiment reserves (0)")
+    grid.add_argument("--max-retries", type=int, default=2,
+                      help="with --ray: times Ray reruns an experiment whose node or worker died (2)")
     deps = commands.add_parser(
         "deps", help="print each stage's code deps from its imports; exit 1 if dvc.yaml differs",
         description=stage_deps.__doc__,
@@ -189,11 +196,19 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "serve":
             serve(args)
         if args.command == "sweep":
-            from imgclf.sweep import driver
+            from imgclf.sweep import cluster, driver
 
             if args.jobs < 1:
                 raise UserError(f"sweep --jobs {args.jobs}: use 1 or more")
-            raise SystemExit(driver.sweep(args.overrides, args.name, args.jobs))
+            ray = None
+            if args.ray:
+                if args.jobs != 1:
+                    raise UserError("sweep: --jobs is for this host's DVC queue; with --ray the cluster's free "
+                                    "resources (--num-cpus/--num-gpus per experiment) set how many run at once")
+                if args.num_cpus < 0 or args.num_gpus < 0 or args.max_retries < 0:
+                    raise UserError("sweep --num-cpus/--num-gpus/--max-retries: use 0 or more")
+                ray = cluster.RaySettings(args.ray, args.num_cpus, args.num_gpus, args.max_retries)
+            raise SystemExit(driver.sweep(args.overrides, args.name, args.jobs, ray))
         if args.command in ("server", "server-stop", "remote", "migrate-store"):
             team_command(args)
         sys.stdout.write(compare(args))

@@ -8,14 +8,16 @@ import time
 from typing import Sequence
 
 from imgclf import params as params_module
-from imgclf.sweep import grid, local, outcome
+from imgclf.sweep import cluster, grid, local, outcome
 from imgclf.tracking import store
 
 
-def sweep(overrides: Sequence[str], prefix: str, jobs: int) -> int:
-    """Run the grid as DVC experiments on this host with `jobs` queue workers; the exit code."""
-    points = grid.points(overrides, prefix, taken=local.existing_names())
+def sweep(overrides: Sequence[str], prefix: str, jobs: int, ray: cluster.RaySettings | None = None) -> int:
+    """Run the grid as DVC experiments, on this host with `jobs` queue workers or as tasks of the Ray
+    cluster `ray`; print a line per finished experiment, then the table; the exit code."""
     experiment = params_module.load().mlflow.experiment
+    template = cluster.job_template(experiment) if ray else None  # refuses before anything runs
+    points = grid.points(overrides, prefix, taken=cluster.existing_names() if ray else local.existing_names())
     client = store.client(store.tracking_uri())
     outcomes: list[outcome.Outcome] = []
     started = time.monotonic()
@@ -27,8 +29,10 @@ def sweep(overrides: Sequence[str], prefix: str, jobs: int) -> int:
             print(outcomes[-1].line(), file=sys.stderr, flush=True)
         else:
             runnable.append(point)
-    print(f"sweep: {len(runnable)} experiment(s) on this host, {jobs} at a time: "
-          + ", ".join(point.name for point in runnable), file=sys.stderr, flush=True)
+    where = (f"on the Ray cluster at {ray.address} ({ray.num_cpus:g} CPU, {ray.num_gpus:g} GPU each)" if ray
+             else f"on this host, {jobs} at a time")
+    print(f"sweep: {len(runnable)} experiment(s) {where}: " + ", ".join(point.name for point in runnable),
+          file=sys.stderr, flush=True)
 
     def finished(point: grid.Point, error: str | None) -> None:
         result = outcome.Outcome(point, error, seconds=outcome.pipeline_seconds(client, experiment, point.name))
@@ -38,7 +42,9 @@ def sweep(overrides: Sequence[str], prefix: str, jobs: int) -> int:
         outcomes.append(result)
         print(result.line(), file=sys.stderr, flush=True)
 
-    if runnable:
+    if runnable and ray:
+        cluster.run(runnable, ray, template, finished)
+    elif runnable:
         local.run(runnable, jobs, finished)
     print(f"sweep: {len(outcomes)} experiment(s) in {time.monotonic() - started:.0f} s; "
           f"`dvc exp show` and `python -m imgclf compare --exp-name <name>` list them", file=sys.stderr)

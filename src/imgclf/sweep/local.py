@@ -10,6 +10,7 @@ from typing import Callable, Sequence
 
 from imgclf.errors import UserError
 from imgclf.sweep.grid import Point
+from imgclf.sweep.outcome import error_line
 
 POLL_S = 3.0
 ACTIVE = ("Queued", "Running")
@@ -50,10 +51,7 @@ def queue_states() -> dict[str, str]:
 
 def failure(name: str) -> str:
     """The last meaningful line of a failed experiment's log (the stage's `imgclf: ...` line if any)."""
-    lines = [line.strip() for line in dvc("queue", "logs", name, check=False).stdout.splitlines() if line.strip()]
-    ours = [line for line in lines if line.startswith("imgclf:")]
-    errors = [line for line in lines if line.startswith("ERROR")]
-    return (ours or errors or lines or ["no log"])[-1]
+    return error_line(dvc("queue", "logs", name, check=False).stdout)
 
 
 def run(points: Sequence[Point], jobs: int, finished: Callable[[Point, str | None], None]) -> None:

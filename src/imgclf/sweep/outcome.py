@@ -30,6 +30,14 @@ class Outcome:
         return f"sweep: {self.point.name} ({self.point.describe()}) done{took}: {headline}"
 
 
+def error_line(text: str) -> str:
+    """The last meaningful line of a failed command's output (the stage's `imgclf: ...` line if any)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    ours = [line for line in lines if line.startswith("imgclf:")]
+    errors = [line for line in lines if line.startswith("ERROR")]
+    return (ours or errors or lines or ["no output"])[-1]
+
+
 def accuracies(show: Sequence[Mapping[str, Any]], name: str) -> dict[str, float]:
     """{stage: accuracy} of experiment `name` from `dvc exp show --json` (metrics/<stage>.json)."""
     for baseline in show:
