@@ -170,3 +170,15 @@ def mlflow_store(workspace: Path, mlflow_store_template: Path) -> Path:
     database = workspace / "mlflow.db"
     shutil.copy(mlflow_store_template, database)
     return database
+
+
+@pytest.fixture(scope="module")
+def team():
+    """`python -m imgclf server` (PostgreSQL + S3 endpoint + MLflow) for one test module (test_team.TeamServer)."""
+    from test_team import TeamServer
+
+    server = TeamServer()
+    server.start()
+    yield server
+    server.stop()
+    server.remove()

@@ -78,15 +78,6 @@ class RayCluster:
 
 
 @pytest.fixture(scope="module")
-def team():
-    server = TeamServer()
-    server.start()
-    yield server
-    server.stop()
-    server.remove()
-
-
-@pytest.fixture(scope="module")
 def cluster():
     ray = RayCluster()
     try:

@@ -73,15 +73,6 @@ class TeamServer:
         shutil.rmtree(self.state.parent, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def team():
-    server = TeamServer()
-    server.start()
-    yield server
-    server.stop()
-    server.remove()
-
-
 def client_of(team: TeamServer) -> MlflowClient:
     return MlflowClient(team.uri)
 

@@ -27,7 +27,11 @@ def start(name: str, command: list[str], run_dir: Path, env: dict[str, str]) -> 
 
 
 def alive(pid: int) -> bool:
-    return psutil.pid_exists(pid)
+    """Running (a zombie, exited but not yet reaped by its parent, is not: it waited out server-stop's 90 s)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def recorded_pid(name: str, run_dir: Path) -> int | None:
