@@ -8,7 +8,7 @@ UI_PORT ?= 5000
 SERVE_PORT ?= 5001
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock repro test test-slow test-all lint deps ui compare serve server server-stop remote bench clean
+.PHONY: help install lock repro test test-slow test-all lint deps ui tensorboard compare serve server server-stop remote bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -57,6 +57,10 @@ deps: $(STAMP) ## rewrite dvc.yaml's code deps from what each stage imports
 ui: $(STAMP) ## MLflow UI on http://127.0.0.1:5000 (UI_PORT=...) against the project's store
 	$(RUN) mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db \
 		--default-artifact-root $(CURDIR)/mlartifacts --host 127.0.0.1 --port $(UI_PORT)
+
+TB_PORT ?= 6006
+tensorboard: $(STAMP) ## TensorBoard on http://127.0.0.1:6006 (TB_PORT=...) over logs/: the last run of each stage
+	$(RUN) tensorboard --logdir $(CURDIR)/logs --host 127.0.0.1 --port $(TB_PORT)
 
 compare: $(STAMP) ## leaderboard straight from MLflow (python -m imgclf compare)
 	$(RUN) python -m imgclf compare
