@@ -80,6 +80,7 @@ def test_error_line_prefers_the_stages_own_line():
         "imgclf: cifar10 needs a file"
     assert outcome.error_line("noise\nERROR: failed to reproduce 'split'\n\n") == "ERROR: failed to reproduce 'split'"
     assert outcome.error_line("") == "no output"
+    assert outcome.first_line(ValueError("bad\nmore")) == "bad" and outcome.first_line(KeyError()) == "KeyError"
 
 
 def test_a_ray_sweep_refuses_what_a_node_elsewhere_could_not_redo(tmp_path):
@@ -107,3 +108,13 @@ def test_a_ray_sweep_refuses_what_a_node_elsewhere_could_not_redo(tmp_path):
     jobs = run([sys.executable, "-m", "imgclf", "sweep", "-S", "seed=1,2", "--ray", "127.0.0.1:9", "-j", "2"],
                project, env=env, check=False)
     assert jobs.returncode == 2 and "with --ray the cluster's free resources" in jobs.stderr, jobs.stderr
+
+
+def test_a_ray_request_no_node_can_meet_is_refused():
+    from imgclf.sweep import cluster
+
+    nodes = [{"Alive": True, "Resources": {"CPU": 4.0}}, {"Alive": False, "Resources": {"CPU": 8.0, "GPU": 2.0}}]
+    cluster._check_resources(cluster.RaySettings("x", num_cpus=4), nodes)  # fits the first node
+    with pytest.raises(UserError, match=r"--num-gpus 1: no node of the Ray cluster has that much "
+                                        r"\(its nodes: 4 CPU/0 GPU\)"):
+        cluster._check_resources(cluster.RaySettings("x", num_cpus=1, num_gpus=1), nodes)  # the GPU node is dead

@@ -50,5 +50,11 @@ def test_the_exit_code_is_the_commands():
     done = subprocess.run([sys.executable, "-m", "imgclf.sweep.guard", str(os.getpid()), "sh", "-c", "echo hi; exit 3"],
                           capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout) == (3, "hi\n")
+    killed = subprocess.run([sys.executable, "-m", "imgclf.sweep.guard", str(os.getpid()), "sh", "-c", "kill -9 $$"],
+                            capture_output=True, text=True, timeout=60)
+    assert killed.returncode == 137  # as a shell says it: 128 + SIGKILL
+    missing = subprocess.run([sys.executable, "-m", "imgclf.sweep.guard", str(os.getpid()), "/no/such/dvc", "exp"],
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 127 and "imgclf: guard: cannot run /no/such/dvc" in missing.stderr
     usage = subprocess.run([sys.executable, "-m", "imgclf.sweep.guard", "sh"], capture_output=True, text=True, timeout=60)
     assert usage.returncode == 2 and "usage:" in usage.stderr

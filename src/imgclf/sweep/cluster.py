@@ -55,7 +55,7 @@ def job_template(experiment: str) -> dict:
     commit = _git("rev-parse", "HEAD")
     _git("fetch", "-q", GIT_REMOTE)
     if not _git("branch", "-r", "--contains", commit, "--list", f"{GIT_REMOTE}/*"):
-        raise UserError(f"sweep --ray: HEAD {commit[:8]} is not on {GIT_REMOTE} ({url}): the nodes clone it "
+        raise UserError(f"sweep --ray: HEAD {commit[:8]} is not on {GIT_REMOTE} ({store.display_uri(url)}): the nodes clone it "
                         f"from there: git push {GIT_REMOTE} first")
     dvc_dir = Path(_git("rev-parse", "--show-toplevel")) / ".dvc"
     config = Config(dvc_dir=dvc_dir)
@@ -80,7 +80,7 @@ def _git_config(key: str) -> str:
 
 def existing_names() -> frozenset[str]:
     """Experiments here and on the git remote (teammates' sweeps), so new names do not collide."""
-    pushed = local.dvc("exp", "list", GIT_REMOTE, "--all-commits", "--name-only", check=False)
+    pushed = local.dvc("exp", "list", GIT_REMOTE, "--all-commits", "--name-only")  # unreadable: stop here
     names = {line.strip() for line in pushed.stdout.splitlines() if line.strip() and ":" not in line}
     return local.existing_names() | names
 
@@ -89,14 +89,16 @@ def run(points: Sequence[Point], settings: RaySettings, template: dict,
         finished: Callable[[Point, str | None], None]) -> None:
     """One Ray task per point; as each ends, pull it and call `finished(point, error or None)`."""
     import ray
+    from ray.exceptions import RayError
 
     with _stdout_to_stderr():  # Ray's own notices (a node died, ...) must not mix into the table on stdout
         try:
             ray.init(address=settings.address, log_to_driver=False, logging_level="ERROR")
-        except (ConnectionError, RuntimeError, ValueError) as error:
+        except (ConnectionError, RuntimeError, ValueError, RayError) as error:  # auth too
             raise UserError(f"sweep --ray {settings.address}: cannot join the Ray cluster: "
-                            f"{str(error).splitlines()[0]}") from error
+                            f"{outcome.first_line(error)}") from error
         try:
+            _check_resources(settings, ray.nodes())
             _run_tasks(points, settings, template, finished)
         finally:
             ray.shutdown()
@@ -115,10 +117,22 @@ def _stdout_to_stderr() -> Iterator[None]:
         os.close(saved)
 
 
+def _check_resources(settings: RaySettings, nodes: list[dict]) -> None:
+    """Refuse a request no node can meet (Ray would wait for such a node forever)."""
+    wanted = {"CPU": settings.num_cpus, "GPU": settings.num_gpus}
+    if not any(node.get("Alive") and all(node.get("Resources", {}).get(kind, 0) >= amount
+                                         for kind, amount in wanted.items() if amount)
+               for node in nodes):
+        offered = [f"{node['Resources'].get('CPU', 0):g} CPU/{node['Resources'].get('GPU', 0):g} GPU"
+                   for node in nodes if node.get("Alive")]
+        raise UserError(f"sweep --num-cpus {settings.num_cpus:g} --num-gpus {settings.num_gpus:g}: no node of the "
+                        f"Ray cluster has that much (its nodes: {', '.join(offered) or 'none alive'})")
+
+
 def _run_tasks(points: Sequence[Point], settings: RaySettings, template: dict,
                finished: Callable[[Point, str | None], None]) -> None:
     import ray
-    from ray.exceptions import RayError
+    from ray.exceptions import RayError, RayTaskError
 
     task = ray.remote(worker.run_experiment).options(
         num_cpus=settings.num_cpus, num_gpus=settings.num_gpus, max_retries=settings.max_retries,
@@ -129,9 +143,13 @@ def _run_tasks(points: Sequence[Point], settings: RaySettings, template: dict,
         point = pending.pop(ready[0])
         try:
             done: worker.Done = ray.get(ready[0])
+        except RayTaskError as error:  # the task's own Python raised (not retried: retry_exceptions=False)
+            cause = error.cause or error
+            finished(point, f"the Ray task failed: {type(cause).__name__}: {outcome.first_line(cause)}")
+            continue
         except RayError as error:  # its node or worker died more often than --max-retries
             finished(point, f"lost after {settings.max_retries} retries: {type(error).__name__}: "
-                            f"{str(error).strip().splitlines()[0]}")
+                            f"{outcome.first_line(error)}")
             continue
         error = done.error
         if error is None:  # pushed: fetch its git ref and outputs, so dvc exp show lists it here

@@ -35,10 +35,15 @@ def sweep(overrides: Sequence[str], prefix: str, jobs: int, ray: cluster.RaySett
           file=sys.stderr, flush=True)
 
     def finished(point: grid.Point, error: str | None) -> None:
-        result = outcome.Outcome(point, error, seconds=outcome.pipeline_seconds(client, experiment, point.name))
-        if error is None:
-            shown = json.loads(local.dvc("exp", "show", "--json", "--no-fetch", check=False).stdout or "[]")
-            result.accuracy = outcome.accuracies(shown, point.name)
+        result = outcome.Outcome(point, error)
+        try:  # the figures only: a store or `dvc exp show` that fails now must not end the whole sweep
+            result.seconds = outcome.pipeline_seconds(client, experiment, point.name)
+            if error is None:
+                shown = json.loads(local.dvc("exp", "show", "--json", "--no-fetch", check=False).stdout or "[]")
+                result.accuracy = outcome.accuracies(shown, point.name)
+        except Exception as failure:  # noqa: BLE001 - MlflowException, JSONDecodeError, ...
+            print(f"sweep: {point.name}: could not read its figures ({type(failure).__name__}: "
+                  f"{str(failure).strip()[:200]})", file=sys.stderr, flush=True)
         outcomes.append(result)
         print(result.line(), file=sys.stderr, flush=True)
 

@@ -36,21 +36,24 @@ def _die_with_parent(parent: int, signum: int) -> None:
 
 
 def _guard(command: list[str], parent: int) -> int:
-    _die_with_parent(parent, signal.SIGTERM)
-    child = subprocess.Popen(command, start_new_session=True)
+    child: subprocess.Popen | None = None
 
     def end(signum: int, _frame: object) -> None:
-        try:
-            os.killpg(child.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        if child is not None:
+            try:
+                os.killpg(child.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         os._exit(128 + signum)
 
-    signal.signal(signal.SIGTERM, end)
+    signal.signal(signal.SIGTERM, end)  # before the command starts: no moment where a SIGTERM orphans it
     signal.signal(signal.SIGINT, end)
+    _die_with_parent(parent, signal.SIGTERM)
+    child = subprocess.Popen(command, start_new_session=True)
     while True:
         try:
-            return child.wait(timeout=POLL_S)
+            code = child.wait(timeout=POLL_S)
+            return 128 - code if code < 0 else code  # killed by a signal: the shell's 128 + N
         except subprocess.TimeoutExpired:
             if os.getppid() != parent:
                 end(signal.SIGTERM, None)
@@ -69,8 +72,9 @@ def main(argv: list[str]) -> int:
         os.setsid()
         try:
             code = _guard(argv[1:], me)
-        except BaseException:  # noqa: BLE001 - a child of fork() must never return into the caller's code
-            code = 1
+        except BaseException as error:  # noqa: BLE001 - a child of fork() must never return into the caller's code
+            print(f"imgclf: guard: cannot run {argv[1]}: {error}", file=sys.stderr, flush=True)
+            code = 127
         os._exit(code)
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)

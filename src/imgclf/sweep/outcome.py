@@ -38,6 +38,12 @@ def error_line(text: str) -> str:
     return (ours or errors or lines or ["no output"])[-1]
 
 
+def first_line(error: BaseException) -> str:
+    """An exception's message, first line (its type's name when it has none)."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
 def accuracies(show: Sequence[Mapping[str, Any]], name: str) -> dict[str, float]:
     """{stage: accuracy} of experiment `name` from `dvc exp show --json` (metrics/<stage>.json)."""
     for baseline in show:

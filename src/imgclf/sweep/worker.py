@@ -3,9 +3,10 @@
 In a temporary folder of that node: clone the project's git remote at the sweep's commit, give the clone
 the driver's DVC remote settings (endpoint, keys: `.dvc/config.local`, never in git), then
 `dvc exp run --pull -n <name> -S ...` (missing inputs come from the DVC remote; stages log to the shared
-MLflow server) and `dvc exp push -f` (outputs to the DVC remote, the experiment's ref to the git remote).
-The experiment exists for the driver only once the push is complete; a killed attempt left nothing it
-could pull, and the retry's forced push replaces whatever part of it got through. Stage runs that a
+MLflow server), `dvc push` (the experiment's outputs to the DVC remote) and last
+`dvc exp push --no-cache -f` (its ref to the git remote). The experiment exists for the driver only once
+that ref is there, and then all it names is already on the DVC remote: a killed attempt left nothing
+the driver could pull, and the retry's forced push replaces whatever of it got through. Stage runs a
 killed attempt left RUNNING in MLflow are marked KILLED before the retry starts.
 """
 
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imgclf.sweep.grid import Point
-from imgclf.sweep.outcome import error_line
+from imgclf.sweep.outcome import error_line, first_line
 
 
 @dataclass(frozen=True)
@@ -29,12 +30,12 @@ class Job:
     """Everything a node needs for one experiment; secrets stay out of its repr (Ray prints reprs)."""
 
     point: Point
-    git_url: str
-    commit: str
-    identity: tuple[str, str]  # git user.name, user.email for the experiment's commit
-    experiment: str  # the MLflow experiment (params.yaml's mlflow.experiment)
-    env: dict[str, str] = field(repr=False)  # MLFLOW_TRACKING_URI and its credentials, if any
-    dvc_local: dict = field(repr=False)  # the driver's .dvc/config.local remote sections (endpoint, keys)
+    git_url: str = field(repr=False)  # may hold a token (https://user:token@host/...)
+    commit: str = ""
+    identity: tuple[str, str] = ("", "")  # git user.name, user.email for the experiment's commit
+    experiment: str = ""  # the MLflow experiment (params.yaml's mlflow.experiment)
+    env: dict[str, str] = field(default_factory=dict, repr=False)  # MLFLOW_TRACKING_URI, its credentials
+    dvc_local: dict = field(default_factory=dict, repr=False)  # the driver's .dvc/config.local remote sections (endpoint, keys)
 
 
 @dataclass(frozen=True)
@@ -72,18 +73,27 @@ def run_experiment(job: Job) -> Done:
             step("git", "config", "user.name", name) or step("git", "config", "user.email", email)
         if error:
             return finish(error)
-        _configure_dvc(root, job.dvc_local)
-        killed = _mark_killed(job)
+        try:
+            _configure_dvc(root, job.dvc_local)
+            killed = _mark_killed(job)
+        except Exception as failure:  # noqa: BLE001 - the store unreachable, a refused login, ...
+            return finish(f"before dvc exp run: {type(failure).__name__}: {first_line(failure)}")
+        dvc = os.path.join(bin_dir, "dvc")
         arguments = [argument for override in job.point.overrides for argument in ("-S", override)]
-        error = step(os.path.join(bin_dir, "dvc"), "exp", "run", "--pull", "-n", job.point.name, *arguments) or \
-            step(os.path.join(bin_dir, "dvc"), "exp", "push", "-f", "origin", job.point.name)
+        # The outputs first, the experiment's git ref last: once the ref is on origin, all it names is on
+        # the DVC remote (dvc exp push alone sends the ref first, the cache after).
+        error = step(dvc, "exp", "run", "--pull", "-n", job.point.name, *arguments) or step(dvc, "push") or \
+            step(dvc, "exp", "push", "--no-cache", "-f", "origin", job.point.name)
         return finish(error, killed)
+
 
 
 def _environment(root: Path, bin_dir: str, job: Job) -> dict[str, str]:
     """The node's environment, with the shared store, this node's Python first, the clone's own code."""
+    # The node's own MLflow settings (TLS certificates, ...) stay; what names a run or a store is the driver's.
+    replaced = {*job.env, "MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID"}
     env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("DVC_", "MLFLOW_", "IMGCLF_", "RAY_AUTH"))}
+           if key not in replaced and not key.startswith(("DVC_", "IMGCLF_", "RAY_AUTH"))}
     env.update(job.env, PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
                PYTHONPATH=os.pathsep.join([str(root / "src"), str(root)]),  # the commit's code, not the node's
                DVC_NO_ANALYTICS="1", GIT_TERMINAL_PROMPT="0")
