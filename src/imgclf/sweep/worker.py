@@ -23,6 +23,7 @@ from pathlib import Path
 
 from imgclf.sweep.grid import Point
 from imgclf.sweep.outcome import error_line, first_line
+from imgclf.tracking.tags import TAG_EXP_NAME
 
 
 @dataclass(frozen=True)
@@ -115,8 +116,6 @@ def _configure_dvc(root: Path, local: dict) -> None:
 def _mark_killed(job: Job) -> int:
     """Mark KILLED the stage runs an earlier attempt of this experiment left RUNNING (its node died)."""
     from mlflow.tracking import MlflowClient
-
-    from imgclf.tracking.tags import TAG_EXP_NAME
 
     saved = {key: os.environ.get(key) for key in job.env}
     os.environ.update(job.env)  # the client reads the server's credentials from the environment
