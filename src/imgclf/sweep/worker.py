@@ -17,7 +17,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,24 +31,20 @@ class Job:
 
     point: Point
     git_url: str = field(repr=False)  # may hold a token (https://user:token@host/...)
-    commit: str = ""
-    identity: tuple[str, str] = ("", "")  # git user.name, user.email for the experiment's commit
-    experiment: str = ""  # the MLflow experiment (params.yaml's mlflow.experiment)
-    env: dict[str, str] = field(default_factory=dict, repr=False)  # MLFLOW_TRACKING_URI, its credentials
-    dvc_local: dict = field(default_factory=dict, repr=False)  # the driver's .dvc/config.local remote sections (endpoint, keys)
+    commit: str
+    identity: tuple[str, str]  # git user.name, user.email for the experiment's commit
+    experiment: str  # the MLflow experiment (params.yaml's mlflow.experiment)
+    env: dict[str, str] = field(repr=False)  # MLFLOW_TRACKING_URI, its credentials
+    dvc_local: dict = field(repr=False)  # the driver's .dvc/config.local remote sections (endpoint, keys)
 
 
 @dataclass(frozen=True)
 class Done:
-    name: str
-    host: str
-    seconds: float
-    error: str | None = None
-    killed_runs: int = 0  # RUNNING stage runs of an earlier, killed attempt, marked KILLED
+    host: str  # where it ran
+    error: str | None = None  # None: pushed
 
 
 def run_experiment(job: Job) -> Done:
-    started = time.monotonic()
     host = socket.gethostname()
     bin_dir = os.path.dirname(sys.executable)
     with tempfile.TemporaryDirectory(prefix=f"imgclf-sweep-{job.point.name}-") as folder:
@@ -65,27 +60,25 @@ def run_experiment(job: Job) -> Done:
                 return None
             return f"{' '.join(command[:3])}: {error_line(done.stdout)}"
 
-        def finish(error: str | None, killed: int = 0) -> Done:
-            return Done(job.point.name, host, time.monotonic() - started, error, killed)
 
         name, email = job.identity  # the experiment's commit is the driver's user's (scmrepo reads git config)
         error = step("git", "clone", "-q", "--no-checkout", job.git_url, str(root)) or \
             step("git", "checkout", "-q", "--detach", job.commit) or \
             step("git", "config", "user.name", name) or step("git", "config", "user.email", email)
         if error:
-            return finish(error)
+            return Done(host, error)
         try:
             _configure_dvc(root, job.dvc_local)
-            killed = _mark_killed(job)
+            _mark_killed(job)
         except Exception as failure:  # noqa: BLE001 - the store unreachable, a refused login, ...
-            return finish(f"before dvc exp run: {type(failure).__name__}: {first_line(failure)}")
+            return Done(host, f"before dvc exp run: {type(failure).__name__}: {first_line(failure)}")
         dvc = os.path.join(bin_dir, "dvc")
         arguments = [argument for override in job.point.overrides for argument in ("-S", override)]
         # The outputs first, the experiment's git ref last: once the ref is on origin, all it names is on
         # the DVC remote (dvc exp push alone sends the ref first, the cache after).
         error = step(dvc, "exp", "run", "--pull", "-n", job.point.name, *arguments) or step(dvc, "push") or \
             step(dvc, "exp", "push", "--no-cache", "-f", "origin", job.point.name)
-        return finish(error, killed)
+        return Done(host, error)
 
 
 
@@ -113,7 +106,7 @@ def _configure_dvc(root: Path, local: dict) -> None:
             conf["core"]["remote"] = local["core"]["remote"]
 
 
-def _mark_killed(job: Job) -> int:
+def _mark_killed(job: Job) -> None:
     """Mark KILLED the stage runs an earlier attempt of this experiment left RUNNING (its node died)."""
     from mlflow.tracking import MlflowClient
 
@@ -123,12 +116,11 @@ def _mark_killed(job: Job) -> int:
         client = MlflowClient(job.env["MLFLOW_TRACKING_URI"])
         experiment = client.get_experiment_by_name(job.experiment)
         if experiment is None:
-            return 0
+            return
         stale = client.search_runs([experiment.experiment_id], f"tags.`{TAG_EXP_NAME}` = '{job.point.name}' "
                                    "and attributes.status = 'RUNNING'", max_results=1000)
         for run in stale:  # the pipeline's parent run among them: its next stage sets it RUNNING again
             client.set_terminated(run.info.run_id, "KILLED")
-        return len(stale)
     finally:
         for key, value in saved.items():
             if value is None:
