@@ -37,19 +37,24 @@ def _die_with_parent(parent: int, signum: int) -> None:
 
 def _guard(command: list[str], parent: int) -> int:
     child: subprocess.Popen | None = None
+    pending: list[int] = []
 
     def end(signum: int, _frame: object) -> None:
-        if child is not None:
-            try:
-                os.killpg(child.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        if child is None:  # inside Popen, or just out of it: the group may exist already, so end it after
+            pending.append(signum)
+            return
+        try:
+            os.killpg(child.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         os._exit(128 + signum)
 
     signal.signal(signal.SIGTERM, end)  # before the command starts: no moment where a SIGTERM orphans it
     signal.signal(signal.SIGINT, end)
     _die_with_parent(parent, signal.SIGTERM)
     child = subprocess.Popen(command, start_new_session=True)
+    if pending:
+        end(pending[0], None)
     while True:
         try:
             code = child.wait(timeout=POLL_S)
