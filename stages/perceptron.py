@@ -14,7 +14,7 @@ def run(params, tracked) -> None:
     determinism.seed_everything(params.seed)
     data = pipeline.load_split(params, settings.batch_size)
     model = perceptron.SoftmaxRegression(
-        math.prod(data.input_shape), len(data.class_names), settings.init_stddev, params.seed
+        math.prod(data.input_shape), len(data.class_names), settings.init_stddev, settings.learning_rate, params.seed
     )
     fitted = lowlevel.train(model, data, settings, "perceptron")
     publish.model_stage(

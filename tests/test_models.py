@@ -43,10 +43,10 @@ def test_softmax_regression_learns_and_exports_to_keras():
     labels = np.eye(2, dtype="float32")[rng.integers(0, 2, 64)]
     # uint8 pixels, as the pipeline yields them: the model rescales them itself.
     images = np.round(255 * (rng.random((64, 4, 4, 1)) * 0.1 + 0.85 * labels[:, :1, None, None])).astype("uint8")
-    model = perceptron.SoftmaxRegression(16, 2, init_stddev=0.0, seed=1)
-    first_loss, _ = model.train_step(images, labels, 0.5)
+    model = perceptron.SoftmaxRegression(16, 2, init_stddev=0.0, learning_rate=0.5, seed=1)
+    first_loss, *_ = model.train_step(images, labels)
     for _ in range(20):
-        loss, accuracy = model.train_step(images, labels, 0.5)
+        loss, accuracy, _ = model.train_step(images, labels)
     assert float(loss) < float(first_loss) and float(accuracy) == 1.0
     exported = model.to_keras((4, 4, 1))
     assert exported.input.dtype == "uint8"

@@ -14,6 +14,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from imgclf.params import apply_overrides
+from imgclf.report import MODEL_STAGES
 
 from conftest import REPO, STAGE_RUNS
 from dvc_project import make_project, run
@@ -61,7 +62,7 @@ def test_pipeline_reruns_exactly_what_changed_and_lineage_survives_the_run_cache
     ran, _ = repro(project)
     assert ran == set(ALL_STAGES)
     leaderboard = (project / "reports" / "leaderboard.md").read_text()
-    for stage in ("perceptron", "baseline", "augmented", "top", "finetune"):
+    for stage in MODEL_STAGES:
         assert f"| {stage} " in leaderboard
     pipeline = stage_runs(project, "report")[0].data.tags["imgclf.pipeline_id"]
     assert leaderboard == "# Leaderboard\n\n" + compare(project, "--pipeline-id", pipeline)
@@ -102,5 +103,5 @@ def test_pipeline_reruns_exactly_what_changed_and_lineage_survives_the_run_cache
     output = run(["dvc", "repro", "--force", "--single-item", "report"], project).stdout
     assert (project / "reports" / "leaderboard.csv").read_text() == leaderboard
     missing = [line for line in output.splitlines() if line.startswith("report: no MLflow run in ")]
-    assert len(missing) == 1 and all(stage in missing[0] for stage in ("perceptron", "baseline", "augmented", "top", "finetune"))
+    assert len(missing) == 1 and all(stage in missing[0] for stage in MODEL_STAGES)
     assert "up to date" in run(["dvc", "status"], project).stdout

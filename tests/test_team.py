@@ -21,6 +21,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from imgclf.report import MODEL_STAGES
 from imgclf.team import s3
 
 from conftest import REPO, STAGE_RUNS
@@ -31,7 +32,6 @@ from test_experiments_queue import assert_one_parent_per_experiment, wait_for_qu
 pytestmark = pytest.mark.slow
 TINY = yaml.safe_load((REPO / "profiles" / "tiny.yaml").read_text())
 ALL_STAGES = list(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
-MODEL_STAGES = ("perceptron", "baseline", "augmented", "top", "finetune")
 
 
 class TeamServer:

@@ -16,8 +16,9 @@ SCALE = 1.0 / 255.0
 class SoftmaxRegression(tf.Module):
     """logits = flatten(images) @ W + b, trained by plain SGD on the mean cross-entropy."""
 
-    def __init__(self, num_features: int, num_classes: int, init_stddev: float, seed: int):
+    def __init__(self, num_features: int, num_classes: int, init_stddev: float, learning_rate: float, seed: int):
         super().__init__(name="softmax_regression")
+        self.learning_rate = learning_rate
         initial = tf.random.stateless_normal([num_features, num_classes], seed=[seed, 0], stddev=init_stddev)
         self.weights = tf.Variable(initial, name="weights")
         self.biases = tf.Variable(tf.zeros([num_classes]), name="biases")
@@ -28,26 +29,23 @@ class SoftmaxRegression(tf.Module):
         return tf.matmul(flat, self.weights) + self.biases
 
     @tf.function
-    def train_step(self, images: tf.Tensor, labels: tf.Tensor, learning_rate: float) -> tuple[tf.Tensor, tf.Tensor]:
-        """One SGD step on a batch; returns the batch's (loss, accuracy) before the update."""
+    def train_step(self, images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, dict[str, tf.Tensor]]:
+        """One SGD step on a batch; the batch's (loss, accuracy) before the update, and the variables
+        the chapter summarises in TensorBoard every step (after the update)."""
         with tf.GradientTape() as tape:
             logits = self.logits(images)
             loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=logits))
         weights_gradient, biases_gradient = tape.gradient(loss, [self.weights, self.biases])
-        self.weights.assign_sub(learning_rate * weights_gradient)
-        self.biases.assign_sub(learning_rate * biases_gradient)
-        return loss, _accuracy(labels, logits)
+        self.weights.assign_sub(self.learning_rate * weights_gradient)
+        self.biases.assign_sub(self.learning_rate * biases_gradient)
+        return loss, accuracy(labels, logits), {"weights": tf.identity(self.weights), "biases": tf.identity(self.biases)}
 
     @tf.function
-    def batch_metrics(self, images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """(loss, accuracy) of a batch without training."""
+    def batch_metrics(self, images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, dict[str, tf.Tensor]]:
+        """(loss, accuracy, the summarised variables) of a batch without training."""
         logits = self.logits(images)
         loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=logits))
-        return loss, _accuracy(labels, logits)
-
-    def summarised_variables(self) -> dict[str, tf.Variable]:
-        """The variables the chapter summarises in TensorBoard every step."""
-        return {"weights": self.weights, "biases": self.biases}
+        return loss, accuracy(labels, logits), {"weights": tf.identity(self.weights), "biases": tf.identity(self.biases)}
 
     def to_keras(self, input_shape: tuple[int, int, int]) -> keras.Model:
         """The learned W, b as Flatten + Dense(softmax): a model to save and log with the keras flavor."""
@@ -64,6 +62,7 @@ def rescale(images: tf.Tensor) -> tf.Tensor:
     return tf.cast(images, tf.float32) * SCALE
 
 
-def _accuracy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+def accuracy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    """The share of a batch whose largest logit is its one-hot label's class."""
     hits = tf.equal(tf.argmax(logits, axis=1), tf.argmax(labels, axis=1))
     return tf.reduce_mean(tf.cast(hits, tf.float32))

@@ -23,6 +23,7 @@ from imgclf.params.schema import (
     BackboneParams,
     BottleneckParams,
     CnnParams,
+    ConvnetParams,
     DataParams,
     FinetuneParams,
     FitParams,
@@ -36,7 +37,7 @@ from imgclf.params.schema import (
 )
 
 __all__ = [
-    "AugmentationParams", "BackboneParams", "BottleneckParams", "CnnParams", "DataParams",
+    "AugmentationParams", "BackboneParams", "BottleneckParams", "CnnParams", "ConvnetParams", "DataParams",
     "FinetuneParams", "FitParams", "ImageParams", "MlflowParams", "Params", "PerceptronParams",
     "ReportParams", "TopParams", "TrainParams", "apply_overrides", "flatten", "load", "parse", "resolve",
     "section_dict", "set_dotted",

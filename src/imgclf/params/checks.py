@@ -108,12 +108,13 @@ def size(value: Any) -> str | tuple[int, int]:
     return (value[0], value[1])
 
 
-def int_list(low: int, high: int) -> Callable[[Any], tuple[int, ...]]:
-    """A non-empty list of integers in [low, high]."""
-    allowed = f"must be a non-empty list of integers in [{low}, {high}]"
+def int_list(low: int, high: int, length: int | None = None) -> Callable[[Any], tuple[int, ...]]:
+    """A non-empty list of integers in [low, high]; of exactly `length` entries when given."""
+    count = "a non-empty list" if length is None else f"a list of {length}"
+    allowed = f"must be {count} integers in [{low}, {high}]".replace("list integers", "list of integers")
 
     def check(value: Any) -> tuple[int, ...]:
-        if not isinstance(value, (list, tuple)) or not value:
+        if not isinstance(value, (list, tuple)) or not value or (length is not None and len(value) != length):
             raise ValueError(allowed)
         if any(isinstance(item, bool) or not isinstance(item, int) or not low <= item <= high for item in value):
             raise ValueError(allowed)

@@ -66,6 +66,19 @@ class PerceptronParams:
 
 
 @dataclass(frozen=True)
+class ConvnetParams:
+    """The chapter's low-level convnet: Adam steps, not epochs; test-set summaries every few steps."""
+
+    learning_rate: float = spec(number(0.0, 10.0, low_open=True))
+    batch_size: int = spec(integer(1, 65536))
+    steps: int = spec(integer(1))
+    filters: tuple[int, ...] = spec(int_list(1, 2048, length=2))
+    dense_units: int = spec(integer(1, 65536))
+    dropout: float = spec(number(0.0, 1.0, high_open=True))
+    test_summary_steps: int = spec(integer(0))
+
+
+@dataclass(frozen=True)
 class CnnParams:
     layout: str = spec(choice("auto", "chapter", "photo"))
     filters: tuple[int, ...] = spec(int_list(1, 2048))
@@ -139,6 +152,7 @@ class Params:
     image: ImageParams = spec(ImageParams)
     mlflow: MlflowParams = spec(MlflowParams)
     perceptron: PerceptronParams = spec(PerceptronParams)
+    convnet: ConvnetParams = spec(ConvnetParams)
     cnn: CnnParams = spec(CnnParams)
     train: TrainParams = spec(TrainParams)
     baseline: FitParams = spec(FitParams)

@@ -15,9 +15,9 @@ from imgclf.params import Params
 
 FIT_KEYS = ("epochs", "batch_size", "learning_rate", "class_weight", "steps")
 # What each stage trains, and with which optimizer (fit.py: Adam unless the recipe passes one).
-ARCHITECTURE = {"perceptron": "perceptron", "baseline": "simple_cnn", "augmented": "simple_cnn",
+ARCHITECTURE = {"perceptron": "perceptron", "convnet": "convnet", "baseline": "simple_cnn", "augmented": "simple_cnn",
                 "top": "dense_head", "finetune": "backbone+dense_head"}
-OPTIMIZER = {"perceptron": "sgd", "baseline": "adam", "augmented": "adam", "top": "adam", "finetune": "sgd"}
+OPTIMIZER = {"perceptron": "sgd", "convnet": "adam", "baseline": "adam", "augmented": "adam", "top": "adam", "finetune": "sgd"}
 BACKBONE_STAGES = ("bottleneck", "top", "finetune")
 
 
