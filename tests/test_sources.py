@@ -140,6 +140,16 @@ def test_arrays_from_keras_normalises(source: str) -> None:
     np.testing.assert_array_equal(arrays.x_train, train[0])
 
 
+def test_cifar100_coarse_labels_are_the_20_superclasses() -> None:
+    train, test = fake_keras("cifar100", 40, 20, column_labels=True)
+    coarse = (train[0], train[1] % 20), (test[0], test[1] % 20)  # what load_data(label_mode="coarse") gives
+    arrays = sources.arrays_from_keras("cifar100", *coarse, label_mode="coarse")
+    assert len(arrays.class_names) == 20 and arrays.class_names[0] == "aquatic_mammals"
+    assert arrays.y_train.tolist() == (np.arange(40) % 20).tolist()
+    with pytest.raises(UserError, match=r"cifar100: labels outside 0\.\.19"):
+        sources.arrays_from_keras("cifar100", train, test, label_mode="coarse")  # fine labels, coarse names
+
+
 def test_arrays_from_keras_accepts_channel_axis_floats_and_flat_rows() -> None:
     (x, y), (xt, yt) = fake_keras("mnist", 20, 5, column_labels=True)
     as_float = sources.arrays_from_keras("mnist", (x[..., None].astype(np.float32), y), (xt, yt))
@@ -226,13 +236,16 @@ def test_keras_download_to_a_silent_network_times_out(tmp_path: Path) -> None:
     assert result["mnist"]["seconds"] < 10
 
 
-def test_download_stage_offline_keras_source_exits_2(workspace: Path, mlflow_store, write_params, tmp_path: Path) -> None:
-    write_params({"data.source": "cifar10"})
+@pytest.mark.parametrize("source, label_mode, file", [("cifar10", "fine", "cifar-10-python.tar.gz"),
+                                                      ("cifar100", "coarse", "cifar-100-python.tar.gz")])
+def test_download_stage_offline_keras_source_exits_2(workspace: Path, mlflow_store, write_params, tmp_path: Path,
+                                                     source: str, label_mode: str, file: str) -> None:
+    write_params({"data.source": source, "data.label_mode": label_mode})
     env = offline_env(closed_port(), KERAS_HOME=str(tmp_path / "keras-home"))
     result = run_stage("download", workspace, env)
     assert result.returncode == 2, result.stderr[-2000:]
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("imgclf: cifar10 needs cifar-10-python.tar.gz, which is not in the Keras cache"), last
+    assert last.startswith(f"imgclf: {source} needs {file}, which is not in the Keras cache"), last
     assert "Traceback" not in result.stderr
     assert not (workspace / "data" / "raw").exists()
 

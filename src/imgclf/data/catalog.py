@@ -21,6 +21,16 @@ CIFAR100_CLASSES = (
     "sweet_pepper", "table", "tank", "telephone", "television", "tiger", "tractor", "train",
     "trout", "tulip", "turtle", "wardrobe", "whale", "willow_tree", "wolf", "woman", "worm",
 )
+# keras.datasets.cifar100 (label_mode="coarse"): the 20 superclasses, in label order.
+CIFAR100_COARSE_CLASSES = (
+    "aquatic_mammals", "fish", "flowers", "food_containers", "fruit_and_vegetables",
+    "household_electrical_devices", "household_furniture", "insects", "large_carnivores",
+    "large_man-made_outdoor_things", "large_natural_outdoor_scenes", "large_omnivores_and_herbivores",
+    "medium_mammals", "non-insect_invertebrates", "people", "reptiles", "small_mammals", "trees",
+    "vehicles_1", "vehicles_2",
+)
+# The sources with a coarse labelling beside their own (data.label_mode: coarse).
+COARSE_CLASSES = {"cifar100": CIFAR100_COARSE_CLASSES}
 FASHION_CLASSES = (
     "t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
     "ankle-boot",

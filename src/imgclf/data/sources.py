@@ -17,7 +17,7 @@ from tqdm import tqdm
 from imgclf import atomic, paths
 from imgclf.data import archive as archive_module
 from imgclf.data import images, snapshot
-from imgclf.data.catalog import SOURCES, SourceInfo
+from imgclf.data.catalog import COARSE_CLASSES, SOURCES, SourceInfo
 from imgclf.errors import UserError
 from imgclf.params import Params
 
@@ -71,13 +71,17 @@ class Arrays:
     class_names: tuple[str, ...]
 
 
-def arrays_from_keras(source: str, train: tuple, test: tuple) -> Arrays:
-    """Normalise `keras.datasets.<x>.load_data()` output: uint8 images, flat int labels."""
+def arrays_from_keras(source: str, train: tuple, test: tuple, label_mode: str = "fine") -> Arrays:
+    """Normalise `keras.datasets.<x>.load_data()` output: uint8 images, flat int labels.
+
+    `label_mode` "coarse": the labels are cifar100's 20 superclasses (keras' label_mode="coarse").
+    """
     info = SOURCES[source]
+    class_names = COARSE_CLASSES[source] if label_mode == "coarse" else info.class_names
     (x_train, y_train), (x_test, y_test) = train, test
     return Arrays(
-        _images(x_train, info), _labels(y_train, info), _images(x_test, info), _labels(y_test, info),
-        info.class_names,
+        _images(x_train, info), _labels(y_train, info.name, class_names), _images(x_test, info),
+        _labels(y_test, info.name, class_names), class_names,
     )
 
 
@@ -99,10 +103,10 @@ def _images(x: np.ndarray, info: SourceInfo) -> np.ndarray:
     return x
 
 
-def _labels(y: np.ndarray, info: SourceInfo) -> np.ndarray:
+def _labels(y: np.ndarray, source: str, class_names: tuple[str, ...]) -> np.ndarray:
     y = np.asarray(y).reshape(-1).astype(np.int64)
-    if y.size and (y.min() < 0 or y.max() >= len(info.class_names)):
-        raise UserError(f"{info.name}: labels outside 0..{len(info.class_names) - 1}: is the cached file intact?")
+    if y.size and (y.min() < 0 or y.max() >= len(class_names)):
+        raise UserError(f"{source}: labels outside 0..{len(class_names) - 1}: is the cached file intact?")
     return y
 
 
@@ -115,15 +119,15 @@ def load_mnist_sample() -> Arrays:
     return arrays_from_keras("mnist-sample", (x, y), (empty, np.zeros((0,), np.int64)))
 
 
-def load_keras_dataset(source: str) -> Arrays:
-    """mnist, fashion-mnist, cifar10, cifar100 through keras.datasets (cached in $KERAS_HOME)."""
+def load_keras_dataset(source: str, label_mode: str = "fine") -> Arrays:
+    """mnist, fashion-mnist, cifar10, cifar100 (fine or coarse labels) through keras.datasets (cached in $KERAS_HOME)."""
     from keras import datasets
 
     loaders: dict[str, Callable] = {
         "mnist": datasets.mnist.load_data,
         "fashion-mnist": datasets.fashion_mnist.load_data,
         "cifar10": datasets.cifar10.load_data,
-        "cifar100": datasets.cifar100.load_data,
+        "cifar100": lambda: datasets.cifar100.load_data(label_mode=label_mode),
     }
     wanted = KERAS_FILES[source]
     cache = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "datasets"
@@ -147,7 +151,7 @@ def load_keras_dataset(source: str) -> Arrays:
         ) from None
     finally:
         socket.setdefaulttimeout(previous_timeout)
-    return arrays_from_keras(source, train, test)
+    return arrays_from_keras(source, train, test, label_mode)
 
 
 def save_arrays(target: Path, arrays: Arrays) -> None:
@@ -262,7 +266,7 @@ def download(params: Params) -> dict:
     info = SOURCES[params.data.source]
     with atomic.directory(paths.RAW) as folder:
         if info.kind == "arrays":
-            arrays = load_mnist_sample() if info.name == "mnist-sample" else load_keras_dataset(info.name)
+            arrays = load_mnist_sample() if info.name == "mnist-sample" else load_keras_dataset(info.name, params.data.label_mode)
             target = folder / paths.RAW_ARRAYS.name
             save_arrays(target, arrays)
             summary = {"train_images": int(len(arrays.y_train)), "test_images": int(len(arrays.y_test))}

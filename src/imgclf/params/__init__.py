@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from imgclf.data.catalog import SOURCES
+from imgclf.data.catalog import COARSE_CLASSES, SOURCES
 from imgclf.errors import UserError
 from imgclf.params.checks import show
 from imgclf.params.schema import (
@@ -124,6 +124,8 @@ def load(path: str | Path = PARAMS_FILE) -> Params:
 def resolve(params: Params) -> Params:
     """Replace every `auto` with the value the data source implies (logged, so explicit)."""
     source = SOURCES[params.data.source]
+    if params.data.label_mode == "coarse" and source.name not in COARSE_CLASSES:
+        raise _bad("data.label_mode", "coarse", f"only {', '.join(COARSE_CLASSES)} has coarse labels: use fine")
     image = params.image
     if image.size == "auto":
         image = dataclasses.replace(image, size=source.image_size)

@@ -32,6 +32,7 @@ BACKBONES = ("vgg16", "resnet50", "inception_v3", "densenet121", "mobilenet_v2")
 @dataclass(frozen=True)
 class DataParams:
     source: str = spec(choice(*SOURCES))
+    label_mode: str = spec(choice("fine", "coarse"))
     archive: str | None = spec(optional_path)
     path: str = spec(text)
     train_per_class: int | str = spec(count_or_all(1))
