@@ -326,7 +326,7 @@ def finetune_steps(side: int, quick: bool) -> dict:
         feature_side = side // 32
         head = heads.top((feature_side, feature_side, 512), 2, params.top.units, params.top.dropout)
         determinism.set_precision(precision)
-        model, _ = finetune.build(params.backbone, params.seed, None, head, (side, side, 3), 2)
+        model, _ = finetune.build(params.backbone, params.seed, None, head, (side, side, 3), 2, params.finetune.trainable)
         model.compile(optimizer=keras.optimizers.SGD(1e-4, momentum=0.9), loss="categorical_crossentropy",
                       metrics=["accuracy"])
         batch = params.finetune.batch_size

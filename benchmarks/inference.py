@@ -42,7 +42,7 @@ import common
 
 sys.path.insert(0, str(common.ROOT / "tests"))  # the tests' server helpers: free port, setsid, wait, stop
 from imgclf import inference, model_file
-from imgclf.models import cnn
+from imgclf.models import architectures
 from imgclf.params import CnnParams
 
 from servers import free_port, start, stop, wait_until_up
@@ -56,13 +56,15 @@ TARGETS = {"predict_over_bare_min": 0.8, "served_over_predict_b1_min": 0.6, "p99
 
 
 def photo_model() -> inference.Classifier:
-    config = CnnParams(layout="photo", filters=(64, 128), dense_units=1024, dropout=0.3, precision="float32")
-    return inference.Classifier(cnn.build_simple_cnn((150, 150, 3), 2, config), ["cat", "dog"], 40_000_000)
+    config = CnnParams(architecture="simple_cnn", layout="photo", filters=(64, 128), dense_units=1024, dropout=0.3,
+                       precision="float32", local_response_normalization=False)
+    return inference.Classifier(architectures.build((150, 150, 3), 2, config), ["cat", "dog"], 40_000_000)
 
 
 def digit_model() -> inference.Classifier:
-    config = CnnParams(layout="chapter", filters=(64, 128), dense_units=1024, dropout=0.3, precision="float32")
-    return inference.Classifier(cnn.build_simple_cnn((28, 28, 1), 10, config), [str(d) for d in range(10)], 40_000_000)
+    config = CnnParams(architecture="simple_cnn", layout="chapter", filters=(64, 128), dense_units=1024, dropout=0.3,
+                       precision="float32", local_response_normalization=False)
+    return inference.Classifier(architectures.build((28, 28, 1), 10, config), [str(d) for d in range(10)], 40_000_000)
 
 
 def digit_files(count: int) -> list[Path]:

@@ -252,14 +252,14 @@ def mnist_split(train_per_class: int = 400, test_per_class: int = 100) -> tuple[
 
 
 def mnist_row(epochs: int, rounds: int) -> dict:
-    from imgclf.models import cnn
+    from imgclf.models import architectures
 
     root, params = mnist_split(MNIST_TRAIN, 10)
     batch_size, precision = params.baseline.batch_size, params.cnn.precision  # as the baseline stage
     count = sum(1 for _ in (root / "train").rglob("*.png"))
     size = tuple(params.image.size)
     input_shape = (*size, 1)
-    build = lambda: cnn.build_simple_cnn(input_shape, 10, params.cnn)  # noqa: E731
+    build = lambda: architectures.build(input_shape, 10, params.cnn)  # noqa: E731
     determinism.seed_everything(params.seed)
     images, labels = in_memory(pipeline.load_split(params, batch_size, root=root).train)
     print(f"mnist-sample 28x28, chapter CNN ({count} images, batch {batch_size}, {precision}):", flush=True)

@@ -1,8 +1,8 @@
-"""augmented: the same simple CNN, trained on randomly transformed images (one fused affine each)."""
+"""augmented: the same CNN as baseline, trained on randomly transformed images (one fused affine each)."""
 
-from imgclf import augmentation, determinism, distribution, fit, publish, stage
+from imgclf import augmentation, determinism, distribution, featurewise, fit, publish, stage
 from imgclf.data import pipeline
-from imgclf.models import cnn
+from imgclf.models import architectures
 
 SECTIONS = ["seed", "data", "image", "mlflow", "cnn", "augmentation", "train", "augmented"]
 
@@ -12,9 +12,11 @@ def run(params, tracked) -> None:
     determinism.seed_everything(params.seed)
     determinism.set_precision(params.cnn.precision)
     data = pipeline.load_split(params, settings.batch_size)
+    statistics = featurewise.fit(data.train, params.augmentation)  # normalization, whitening: fitted on train
     train = augmentation.augment_dataset(data.train, params.augmentation, params.seed)  # endless
     with distribution.scope(params.train):  # one device, or one replica per device (mirrored)
-        model = cnn.build_simple_cnn(data.input_shape, len(data.class_names), params.cnn)
+        standardize = featurewise.layers(statistics, data.input_shape)  # inside the model: serving sees them
+        model = architectures.build(data.input_shape, len(data.class_names), params.cnn, standardize)
         fitted = fit.fit(
             model, train, data.validation, settings, "augmented", data.class_counts,
             steps_per_epoch=data.steps_per_epoch,

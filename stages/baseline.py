@@ -1,8 +1,8 @@
-"""baseline: the chapter's simple CNN on data/split, without augmentation."""
+"""baseline: the chapter's simple CNN (or another cnn.architecture) on data/split, without augmentation."""
 
 from imgclf import determinism, distribution, fit, publish, stage
 from imgclf.data import pipeline
-from imgclf.models import cnn
+from imgclf.models import architectures
 
 SECTIONS = ["seed", "data", "image", "mlflow", "cnn", "train", "baseline"]
 
@@ -13,7 +13,7 @@ def run(params, tracked) -> None:
     determinism.set_precision(params.cnn.precision)
     data = pipeline.load_split(params, settings.batch_size)
     with distribution.scope(params.train):  # one device, or one replica per device (mirrored)
-        model = cnn.build_simple_cnn(data.input_shape, len(data.class_names), params.cnn)
+        model = architectures.build(data.input_shape, len(data.class_names), params.cnn)
         fitted = fit.fit(model, data.train, data.validation, settings, "baseline", data.class_counts)
     publish.model_stage(
         "baseline", model, fitted, data.test, data.class_names, tracked, params,

@@ -1,4 +1,4 @@
-"""finetune: the backbone with top's trained head, its last block trained on augmented images."""
+"""finetune: the backbone with top's trained head, its last block (finetune.trainable) trained on augmented images."""
 
 import keras
 
@@ -14,6 +14,7 @@ TOP_MISSING = "run the top stage first (dvc repro top)"
 def run(params, tracked) -> None:
     settings, backbone = params.finetune, params.backbone
     backbones.check(backbone)
+    backbones.trained_blocks(backbone.name, settings.trainable)  # a params error before anything is built
     weights = backbones.resolve_weights(backbone)  # an offline `imagenet` stops here, before any output
     facts = backbones.describe(backbone)
     tracked.set_tags({"backbone": facts["backbone"], "weights": facts["weights"]})
@@ -26,7 +27,8 @@ def run(params, tracked) -> None:
     with distribution.scope(params.train):  # one device, or one replica per device (mirrored)
         # Loaded after seeding: Dropout's seed generator is created at load time.
         head = model_file.load(paths.top_head_file(), TOP_MISSING)
-        model, frozen = finetune.build(backbone, params.seed, weights, head, data.input_shape, len(data.class_names))
+        model, frozen = finetune.build(backbone, params.seed, weights, head, data.input_shape, len(data.class_names),
+                                       settings.trainable)
         optimizer = keras.optimizers.SGD(learning_rate=settings.learning_rate, momentum=settings.momentum)
         fitted = fit.fit(
             model, train, data.validation, settings, "finetune", data.class_counts,

@@ -43,7 +43,7 @@ def test_each_backbone_builds_small_and_freezes_up_to_its_last_block(name):
     assert tuple(extractor.output.shape[1:]) == feature_shape
 
     base = backbones.base_of(extractor)
-    assert backbones.freeze_up_to_last_block(base, name) == frozen_count
+    assert backbones.freeze(base, name, backbones.trained_blocks(name, "last_block")) == frozen_count
     layers = [layer for layer in base.layers if not isinstance(layer, keras.layers.InputLayer)]
     assert len(layers) == layer_count
     trainable = [layer for layer in layers if layer.trainable]
@@ -51,6 +51,46 @@ def test_each_backbone_builds_small_and_freezes_up_to_its_last_block(name):
     assert re.match(backbones.FAMILIES[name].last_block, trainable[0].name)
     assert not [layer.name for layer in trainable if re.match(EARLIER_BLOCKS[name], layer.name)]
     assert base.trainable_weights, "the last block has weights to train"
+
+
+# finetune.trainable -> trainable backbone layers (InputLayer excluded), per backbone: (blocks, last_block,
+# blocks:2, every block, all). head trains none of them.
+TRAINABLE = {
+    "vgg16": (5, 4, 8, 18, 18),
+    "resnet50": (4, 32, 94, 168, 174),
+    "inception_v3": (10, 32, 63, 271, 310),
+    "densenet121": (4, 114, 286, 420, 426),
+    "mobilenet_v2": (17, 11, 20, 150, 153),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_finetune_trainable_depth_gives_the_tables_counts(name):
+    side = ZOO[name][0]
+    base = backbones.base_of(backbones.build_extractor(backbone_params(name, side=side), 0, None, (28, 28, 1)))
+    blocks, *expected = TRAINABLE[name]
+    assert len(backbones.FAMILIES[name].blocks) == blocks
+    found = []
+    for trainable in ("last_block", "blocks:2", f"blocks:{blocks}", "all", "head"):
+        backbones.freeze(base, name, backbones.trained_blocks(name, trainable))
+        found.append(sum(layer.trainable for layer in base.layers if not isinstance(layer, keras.layers.InputLayer)))
+        if trainable.startswith("blocks:"):  # the first trainable layer starts a block
+            first = next(layer for layer in base.layers if layer.trainable)
+            assert re.match(backbones.FAMILIES[name].blocks[-int(trainable[7:])], first.name)
+    assert found == [*expected, 0]
+    with pytest.raises(UserError, match=rf"finetune.trainable = blocks:{blocks + 1}: {name} has {blocks} blocks: "
+                                        rf"use blocks:1 to blocks:{blocks}, last_block, all or head"):
+        backbones.trained_blocks(name, f"blocks:{blocks + 1}")
+
+
+def test_head_trains_only_the_output_layer():
+    from imgclf.models import finetune, heads
+
+    head = heads.top((1, 1, 512), 3, units=8)
+    model, frozen = finetune.build(backbone_params(), 0, None, head, (28, 28, 1), 3, "head")
+    assert frozen == 18
+    trainable = [weight.path for weight in model.trainable_weights]
+    assert trainable == ["top/top_predictions/kernel", "top/top_predictions/bias"], trainable
 
 
 @pytest.mark.parametrize("name", sorted(backbones.FAMILIES))

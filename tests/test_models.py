@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
 from keras import layers
 
-from imgclf.models import cnn, perceptron
+from imgclf.models import architectures, perceptron
 from imgclf.params import CnnParams
 
-CHAPTER = CnnParams(layout="chapter", filters=(64, 128), dense_units=1024, dropout=0.3, precision="float32")
+CHAPTER = CnnParams(architecture="simple_cnn", layout="chapter", filters=(64, 128), dense_units=1024, dropout=0.3,
+                    precision="float32", local_response_normalization=False)
 
 
 def test_chapter_layout_is_the_chapters_model():
-    model = cnn.build_simple_cnn((28, 28, 1), 10, CHAPTER)
+    model = architectures.build((28, 28, 1), 10, CHAPTER)
     kinds = [type(layer).__name__ for layer in model.layers[1:]]
     # uint8 pixels in, rescaled inside (a deployed model takes image files' pixels as they are).
     assert model.input.dtype == "uint8" and kinds[0] == "Rescaling"
@@ -26,8 +29,8 @@ def test_chapter_layout_is_the_chapters_model():
 
 
 def test_photo_layout_stays_small_at_150px():
-    photo = CnnParams(layout="photo", filters=(64, 128), dense_units=1024, dropout=0.3, precision="float32")
-    model = cnn.build_simple_cnn((150, 150, 3), 2, photo)
+    photo = dataclasses.replace(CHAPTER, layout="photo")
+    model = architectures.build((150, 150, 3), 2, photo)
     assert any(isinstance(layer, layers.GlobalAveragePooling2D) for layer in model.layers)
     assert sum(isinstance(layer, layers.Conv2D) for layer in model.layers) == 4
     assert model.count_params() < 1_000_000  # the literal chapter model: ~700 M
@@ -35,7 +38,7 @@ def test_photo_layout_stays_small_at_150px():
 
 def test_unresolved_layout_is_refused():
     with pytest.raises(ValueError, match="resolved"):
-        cnn.build_simple_cnn((28, 28, 1), 10, CnnParams("auto", (4,), 8, 0.0, "float32"))
+        architectures.build((28, 28, 1), 10, dataclasses.replace(CHAPTER, layout="auto"))
 
 
 def test_softmax_regression_learns_and_exports_to_keras():

@@ -89,7 +89,8 @@ def test_finetune_starts_from_tops_trained_head(with_features, run_stage_script,
     run_stage_script("top")
     top_model = model_file.load(paths.top_head_file(), "run top")
 
-    model, frozen = finetune.build(params.backbone, params.seed, None, model_file.load(paths.top_head_file(), "run top"), (16, 16, 1), 3)
+    model, frozen = finetune.build(params.backbone, params.seed, None, model_file.load(paths.top_head_file(), "run top"), (16, 16, 1), 3,
+                                   "last_block")
 
     head = next(layer for layer in model.layers if layer.name == "top")
     assert frozen == 14

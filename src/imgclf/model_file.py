@@ -11,6 +11,7 @@ from typing import Any
 import keras
 
 from imgclf.errors import UserError
+from imgclf.models import layers  # noqa: F401 - registers the project's own layers before any file loads
 
 # The zip epoch: Keras stamps each save with the time (metadata.json's date_saved and the weights
 # entry's date); both are set to this so the same weights give the same bytes.

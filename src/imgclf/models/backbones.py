@@ -37,34 +37,44 @@ class Family:
 
     application: Callable[..., keras.Model]
     preprocess_input: Callable[[np.ndarray], np.ndarray]
-    last_block: str  # regex (re.match) for the first layer of the last convolutional block
+    blocks: tuple[str, ...]  # regexes (re.match) for the first layer of each block that can be trained, in order
     min_side: int  # keras.applications' smallest input height/width without the top
     weights_file: str  # notop ImageNet weights in $KERAS_HOME/models ({side} for MobileNetV2)
 
+    @property
+    def last_block(self) -> str:
+        """The regex of the last block's first layer."""
+        return self.blocks[-1]
 
-# "Up to the last convolutional block": every layer before the first match of `last_block` is
-# frozen; the match and every layer after it (the last block, its BN/ReLU tail) are trainable.
+
+# Fine-tuning the last N blocks (finetune.trainable: blocks:N; last_block is blocks:1): every layer
+# before the first match of blocks[-N] is frozen; the match and every layer after it (those blocks,
+# the BN/ReLU tail) are trainable. Layers before blocks[0] (a stem) train only with `all`.
 FAMILIES: dict[str, Family] = {
     "vgg16": Family(
-        applications.VGG16, applications.vgg16.preprocess_input, r"block5_", 32,
+        applications.VGG16, applications.vgg16.preprocess_input, tuple(rf"block{k}_" for k in range(1, 6)), 32,
         "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
     ),
+    # conv1 is the stem; conv2..conv5 the four stages of residual blocks.
     "resnet50": Family(
-        applications.ResNet50, applications.resnet.preprocess_input, r"conv5_", 32,
+        applications.ResNet50, applications.resnet.preprocess_input, tuple(rf"conv{k}_" for k in range(2, 6)), 32,
         "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
     ),
-    # mixed9 is the output of the second-to-last inception module: the last module follows it.
+    # mixedK is the output of inception module K (0..10): module K + 1 follows it, so "from mixed9 on"
+    # is the last module. Module 0 and the stem train only with `all`.
     "inception_v3": Family(
-        applications.InceptionV3, applications.inception_v3.preprocess_input, r"mixed9$", 75,
-        "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        applications.InceptionV3, applications.inception_v3.preprocess_input, tuple(rf"mixed{k}$" for k in range(10)),
+        75, "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
     ),
+    # conv2..conv5: the four dense blocks (a block's transition layers, poolK_, go with it).
     "densenet121": Family(
-        applications.DenseNet121, applications.densenet.preprocess_input, r"conv5_", 32,
+        applications.DenseNet121, applications.densenet.preprocess_input, tuple(rf"conv{k}_" for k in range(2, 6)), 32,
         "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
     ),
-    # block_16 is the last inverted-residual block; Conv_1 (+ its BN and ReLU) follows it.
+    # expanded_conv, block_1 .. block_16: the inverted-residual blocks; Conv_1 (+ its BN and ReLU) follows the last.
     "mobilenet_v2": Family(
-        applications.MobileNetV2, applications.mobilenet_v2.preprocess_input, r"block_16_", 32,
+        applications.MobileNetV2, applications.mobilenet_v2.preprocess_input,
+        ("expanded_conv_", *(rf"block_{k}_" for k in range(1, 17))), 32,
         "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{side}_no_top.h5",
     ),
 }
@@ -225,13 +235,33 @@ def base_of(extractor: keras.Model) -> keras.Model:
     return next(layer for layer in extractor.layers if isinstance(layer, keras.Model))
 
 
-def freeze_up_to_last_block(base: keras.Model, name: str) -> int:
-    """Freeze every layer of `base` before its last convolutional block; return how many."""
-    pattern = re.compile(FAMILIES[name].last_block)
-    names = [layer.name for layer in base.layers]
-    start = next((index for index, text in enumerate(names) if pattern.match(text)), None)
-    if start is None:
-        raise ValueError(f"{name}: no layer matches the last-block pattern {pattern.pattern!r}")
+def trained_blocks(name: str, trainable: str) -> int | None:
+    """How many of the backbone's blocks `finetune.trainable` trains: last_block 1, blocks:N N,
+    all None (every layer), head 0; a params error when the backbone has fewer blocks."""
+    count = len(FAMILIES[name].blocks)
+    if trainable == "all":
+        return None
+    if trainable == "head":
+        return 0
+    wanted = 1 if trainable == "last_block" else int(trainable.split(":", 1)[1])
+    if wanted > count:
+        raise UserError(f"params.yaml: finetune.trainable = {trainable}: {name} has {count} blocks: "
+                        f"use blocks:1 to blocks:{count}, last_block, all or head")
+    return wanted
+
+
+def freeze(base: keras.Model, name: str, blocks: int | None) -> int:
+    """Freeze every layer of `base` before its last `blocks` blocks (None: freeze nothing, 0: everything);
+    return how many layers are frozen."""
+    start = 0
+    if blocks == 0:
+        start = len(base.layers)
+    elif blocks is not None:
+        pattern = re.compile(FAMILIES[name].blocks[-blocks])
+        names = [layer.name for layer in base.layers]
+        start = next((index for index, text in enumerate(names) if pattern.match(text)), None)
+        if start is None:
+            raise ValueError(f"{name}: no layer matches the block pattern {pattern.pattern!r}")
     base.trainable = True
     frozen = 0
     for index, layer in enumerate(base.layers):

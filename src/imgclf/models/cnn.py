@@ -1,4 +1,4 @@
-"""The chapter's simple CNN, and the variant of it that scales to photos."""
+"""The chapter's simple CNN (`cnn.architecture: simple_cnn`), and the output layer every architecture ends with."""
 
 from __future__ import annotations
 
@@ -11,9 +11,7 @@ from imgclf.params import CnnParams
 PHOTO_MAX_FEATURE_SIDE = 8
 
 
-def build_simple_cnn(
-    input_shape: tuple[int, int, int], num_classes: int, cnn: CnnParams
-) -> keras.Model:
+def simple_cnn_body(x: keras.KerasTensor, num_classes: int, cnn: CnnParams) -> keras.KerasTensor:
     """The chapter's `simple_cnn` (layout "chapter") or its photo-sized variant (layout "photo").
 
     chapter: Conv2D(filters[i], 3x3, relu) for each entry of `filters` (64, 128), MaxPool 2x2,
@@ -28,9 +26,6 @@ def build_simple_cnn(
     """
     if cnn.layout not in ("chapter", "photo"):
         raise ValueError(f"cnn.layout must be resolved to chapter or photo, got {cnn.layout!r}")
-    inputs = keras.Input(shape=input_shape, dtype="uint8", name="image")
-    # uint8 pixels in, as a deployed model receives them; float32 [0, 1] whatever the precision policy.
-    x = layers.Rescaling(1.0 / 255.0, dtype="float32", name="rescale")(inputs)
     if cnn.layout == "chapter":
         for filters in cnn.filters:
             x = layers.Conv2D(filters, 3, activation="relu")(x)
@@ -38,7 +33,7 @@ def build_simple_cnn(
         x = layers.Dropout(cnn.dropout)(x)
         x = layers.Flatten()(x)
     else:
-        side = min(input_shape[:2])
+        side = min(x.shape[1:3])
         block_filters = list(cnn.filters)
         while _side_after(side, len(block_filters)) > PHOTO_MAX_FEATURE_SIDE:
             block_filters.append(cnn.filters[-1])
@@ -49,9 +44,13 @@ def build_simple_cnn(
         x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dense(cnn.dense_units, activation="relu")(x)
     x = layers.Dropout(cnn.dropout)(x)
-    # float32 softmax even under a mixed-precision policy (numerically stable probabilities).
-    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="class")(x)
-    return keras.Model(inputs, outputs, name=f"simple_cnn_{cnn.layout}")
+    return classifier(x, num_classes)
+
+
+def classifier(x: keras.KerasTensor, num_classes: int) -> keras.KerasTensor:
+    """The output layer every architecture ends with: float32 softmax even under a mixed-precision
+    policy (numerically stable probabilities), named `class`."""
+    return layers.Dense(num_classes, activation="softmax", dtype="float32", name="class")(x)
 
 
 def _side_after(side: int, blocks: int) -> int:

@@ -1,4 +1,4 @@
-"""The fine-tuning model: images -> backbone (frozen up to its last block) -> top's trained head."""
+"""The fine-tuning model: images -> backbone (frozen up to the blocks finetune.trainable names) -> top's trained head."""
 
 from __future__ import annotations
 
@@ -15,8 +15,17 @@ def build(
     head: keras.Model,
     input_shape: tuple[int, int, int],
     num_classes: int,
+    trainable: str,
 ) -> tuple[keras.Model, int]:
-    """(images -> backbone -> head, number of frozen backbone layers); `weights` from resolve_weights."""
+    """(images -> backbone -> head, number of frozen backbone layers); `weights` from resolve_weights.
+
+    `trainable` (the chapter's guideline table): last_block, blocks:N (the last N blocks), all, or head
+    (the backbone frozen, and in the head only its output layer trained).
+    """
+    blocks = backbones.trained_blocks(backbone.name, trainable)
     extractor = backbones.build_extractor(backbone, seed, weights, input_shape)
-    frozen = backbones.freeze_up_to_last_block(backbones.base_of(extractor), backbone.name)
+    frozen = backbones.freeze(backbones.base_of(extractor), backbone.name, blocks)
+    if trainable == "head":
+        for layer in head.layers[:-1]:
+            layer.trainable = False
     return heads.on_images(extractor, head, backbone, num_classes, f"{backbone.name}_finetune"), frozen

@@ -44,6 +44,7 @@ __all__ = [
 ]
 
 PARAMS_FILE = "params.yaml"
+MAX_WHITENING_PIXELS = 64 * 64  # ZCA's matrix is (H x W x C)^2: 600 MB in float32 at 64x64 RGB
 
 
 def _bad(key: str, value: Any, allowed: str) -> UserError:
@@ -137,6 +138,9 @@ def resolve(params: Params) -> Params:
     augmentation = params.augmentation
     if augmentation.horizontal_flip == "auto":
         augmentation = dataclasses.replace(augmentation, horizontal_flip=source.photo)
+    if augmentation.whitening and image.size[0] * image.size[1] > MAX_WHITENING_PIXELS:
+        raise _bad("augmentation.whitening", True, f"ZCA whitening takes images of at most 64x64 pixels "
+                   f"(image.size is {image.size[0]}x{image.size[1]}): set image.size, or whitening: false")
     backbone = params.backbone
     if backbone.input_size == "auto":
         # VGG16 & co. need at least 32x32; small digits are upsized to that.

@@ -132,6 +132,15 @@ def weights(value: Any) -> str:
     raise ValueError("must be imagenet, none, or a path to a .h5 weights file")
 
 
+def trainable_part(value: Any) -> str:
+    """last_block, blocks:N (N >= 1), all or head."""
+    if value in ("last_block", "all", "head"):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"blocks:[1-9][0-9]*", value):
+        return value
+    raise ValueError("must be last_block, blocks:N (the last N blocks, N >= 1), all or head")
+
+
 def spec(check: Callable[[Any], Any]) -> Any:
     """A dataclass field validated by `check` (a value check, or a section's dataclass)."""
     return field(metadata={"check": check})

@@ -22,10 +22,12 @@ from imgclf.params.checks import (
     size,
     spec,
     text,
+    trainable_part,
     weights,
 )
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+ARCHITECTURES = ("simple_cnn", "alexnet", "squeezenet", "stn")
 BACKBONES = ("vgg16", "resnet50", "inception_v3", "densenet121", "mobilenet_v2")
 
 
@@ -81,11 +83,13 @@ class ConvnetParams:
 
 @dataclass(frozen=True)
 class CnnParams:
+    architecture: str = spec(choice(*ARCHITECTURES))
     layout: str = spec(choice("auto", "chapter", "photo"))
     filters: tuple[int, ...] = spec(int_list(1, 2048))
     dense_units: int = spec(integer(1, 65536))
     dropout: float = spec(number(0.0, 1.0, high_open=True))
     precision: str = spec(choice(*PRECISIONS))
+    local_response_normalization: bool = spec(boolean)
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,12 @@ class AugmentationParams:
     shear: float = spec(number(0.0, 1.0))
     rotation: float = spec(number(0.0, 0.5))
     translation: float = spec(number(0.0, 0.5))
+    vertical_flip: bool = spec(boolean)
+    crop: float = spec(number(0.1, 1.0))
+    channel_shift: float = spec(number(0.0, 1.0))
+    normalization: bool = spec(boolean)
+    whitening: bool = spec(boolean)
+    whitening_epsilon: float = spec(number(0.0, 1.0, low_open=True))
 
 
 @dataclass(frozen=True)
@@ -137,6 +147,7 @@ class TopParams(FitParams):
 @dataclass(frozen=True)
 class FinetuneParams(FitParams):
     momentum: float = spec(number(0.0, 1.0, high_open=True))
+    trainable: str = spec(trainable_part)
 
 
 @dataclass(frozen=True)
