@@ -1,6 +1,6 @@
-"""top: the chapter's top classifier on data/features, a linear SVM beside it; saved composed with the backbone."""
+"""top: the chapter's top classifier on data/features; saved composed with the backbone."""
 
-from imgclf import determinism, distribution, features, fit, paths, publish, stage, svm
+from imgclf import determinism, distribution, features, fit, paths, publish, stage
 from imgclf.data import pipeline
 from imgclf.models import backbones, heads
 
@@ -18,8 +18,6 @@ def run(params, tracked) -> None:
     with distribution.scope(params.train):  # one device, or one replica per device (mirrored)
         model = heads.top(data.feature_shape, len(data.class_names), settings.units, settings.dropout)
         fitted = fit.fit(model, data.train, data.validation, settings, "top", data.class_counts)
-    svm_accuracy = svm.accuracy(*data.train_arrays, *data.test, settings.svm_c, params.seed)
-    print(f"top: linear SVM (C={settings.svm_c}) test accuracy {svm_accuracy:.4f}", flush=True)
     # What a user deploys: images -> the very backbone bottleneck ran (same seed, weights) -> this head.
     determinism.set_precision(backbone.precision)
     extractor = backbones.build_extractor(backbone, params.seed, weights, pipeline.image_shape(params))
@@ -27,7 +25,7 @@ def run(params, tracked) -> None:
     publish.model_stage(
         "top", model, fitted, data.test, data.class_names, tracked, params,
         image_model=classifier, internal_models={paths.top_head_file(): model},
-        extra_metrics=facts | {"svm_accuracy": svm_accuracy, "train_images": len(data.train_arrays[1])},
+        extra_metrics=facts | {"train_images": len(data.train_arrays[1])},
     )
 
 

@@ -1,4 +1,4 @@
-"""top and finetune end to end on tiny data: the SVM, outputs, determinism, finetune starting from top."""
+"""top and finetune end to end on tiny data: outputs, determinism, finetune starting from top."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from imgclf import features, model_file, paths, svm
+from imgclf import features, model_file, paths
 from imgclf.models import finetune
 
 TINY_TRANSFER = {
@@ -46,15 +46,7 @@ def run_tags(workspace: Path, stage: str) -> dict[str, str]:
     return runs[0].data.tags
 
 
-def test_linear_svm_separates_separable_features():
-    rng = np.random.default_rng(0)
-    centers = np.array([[5.0, 0.0], [-5.0, 0.0], [0.0, 5.0]])
-    labels = np.repeat([0, 1, 2], 20)
-    points = (centers[labels] + rng.normal(scale=0.5, size=(60, 2))).reshape(60, 1, 1, 2)
-    assert svm.accuracy(points[::2], labels[::2], points[1::2], labels[1::2], 1.0, 0) == 1.0
-
-
-def test_top_stage_writes_deterministic_outputs_with_the_svm_beside_it(
+def test_top_stage_writes_deterministic_outputs(
     with_features, run_stage_script, workspace
 ):
     with_features()
@@ -67,7 +59,7 @@ def test_top_stage_writes_deterministic_outputs_with_the_svm_beside_it(
     for name, content in files.items():
         assert (workspace / "models" / "top" / name).read_bytes() == content, name
     metrics = json.loads(first)
-    assert 0.0 <= metrics["accuracy"] <= 1.0 and 0.0 <= metrics["svm_accuracy"] <= 1.0
+    assert 0.0 <= metrics["accuracy"] <= 1.0
     assert (metrics["backbone"], metrics["weights"], metrics["precision"]) == ("vgg16", "none", "float32")
     assert metrics["feature_shape"] == [1, 1, 512]
     assert metrics["train_images"] == 29 and metrics["test_images"] == 18  # 36 - round(36 * 0.2)

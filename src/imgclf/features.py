@@ -42,13 +42,25 @@ class FeatureSet:
 
 
 @dataclass(frozen=True)
+class FeatureArrays:
+    """The features a model trains and tests on, as (features, labels) arrays."""
+
+    train: tuple[np.ndarray, np.ndarray]  # train minus the hold-out
+    validation: tuple[np.ndarray, np.ndarray]  # the hold-out (empty when validation_fraction is 0)
+    test: tuple[np.ndarray, np.ndarray]
+    class_names: tuple[str, ...]
+    class_counts: tuple[int, ...]  # per class, in `train`
+    feature_shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class FeatureSplit:
     """What the top stage trains and tests on: batched train/validation, test and train arrays."""
 
     train: tf.data.Dataset  # reshuffled every epoch (seeded)
     validation: tf.data.Dataset | None  # imgclf.data.holdout's rows of train; None when none held out
     test: tuple[np.ndarray, np.ndarray]  # (features, labels)
-    train_arrays: tuple[np.ndarray, np.ndarray]  # the rows `train` yields, for the linear SVM
+    train_arrays: tuple[np.ndarray, np.ndarray]  # the rows `train` yields
     class_names: tuple[str, ...]
     class_counts: tuple[int, ...]  # per class, in `train`
     feature_shape: tuple[int, ...]
@@ -131,25 +143,36 @@ def _read_json(path: Path) -> object:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def load_split(batch_size: int, validation_fraction: float, seed: int, folder: Path = paths.FEATURES) -> FeatureSplit:
-    """Train features minus the seeded hold-out (imgclf.data.holdout), the hold-out, and test."""
+def load_arrays(validation_fraction: float, seed: int, folder: Path = paths.FEATURES) -> FeatureArrays:
+    """Train features minus the seeded hold-out (imgclf.data.holdout), the hold-out, and test, as arrays."""
     class_names = read_classes(folder)
     train, test = load("train", folder), load("test", folder)
     fit_rows, validation_rows = holdout.split(len(train.labels), validation_fraction, seed)
     fit_rows, validation_rows = np.sort(fit_rows), np.sort(validation_rows)
-    num_classes = len(class_names)
     train_arrays = (train.features[fit_rows], train.labels[fit_rows])
-    validation = None
-    if len(validation_rows):
-        validation = pipeline.arrays_dataset(
-            train.features[validation_rows], train.labels[validation_rows], num_classes, batch_size
-        )
-    return FeatureSplit(
-        train=pipeline.arrays_dataset(*train_arrays, num_classes, batch_size, seed),
-        validation=validation,
+    return FeatureArrays(
+        train=train_arrays,
+        validation=(train.features[validation_rows], train.labels[validation_rows]),
         test=(test.features, test.labels),
-        train_arrays=train_arrays,
         class_names=class_names,
-        class_counts=tuple(np.bincount(train_arrays[1], minlength=num_classes).tolist()),
+        class_counts=tuple(np.bincount(train_arrays[1], minlength=len(class_names)).tolist()),
         feature_shape=tuple(train.features.shape[1:]),
+    )
+
+
+def load_split(batch_size: int, validation_fraction: float, seed: int, folder: Path = paths.FEATURES) -> FeatureSplit:
+    """`load_arrays`, with train (reshuffled every epoch, seeded) and the hold-out as batched datasets."""
+    arrays = load_arrays(validation_fraction, seed, folder)
+    num_classes = len(arrays.class_names)
+    validation = None
+    if len(arrays.validation[1]):
+        validation = pipeline.arrays_dataset(*arrays.validation, num_classes, batch_size)
+    return FeatureSplit(
+        train=pipeline.arrays_dataset(*arrays.train, num_classes, batch_size, seed),
+        validation=validation,
+        test=arrays.test,
+        train_arrays=arrays.train,
+        class_names=arrays.class_names,
+        class_counts=arrays.class_counts,
+        feature_shape=arrays.feature_shape,
     )

@@ -6,7 +6,7 @@ import io
 import json
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import keras
 
@@ -27,18 +27,28 @@ def save(model: keras.Model, target: Path) -> None:
     shared-object ids (Python id()s) are renumbered.
     """
     model.save(target)
-    saved = target.read_bytes()
-    with zipfile.ZipFile(io.BytesIO(saved)) as source, zipfile.ZipFile(target, "w") as stable:
+    target.write_bytes(stable_zip(target.read_bytes(), _stable_entry))
+
+
+def _stable_entry(name: str, data: bytes) -> bytes:
+    if name == "metadata.json":
+        return json.dumps(json.loads(data) | {"date_saved": STABLE_DATE_SAVED}).encode()
+    if name == "config.json":
+        return json.dumps(_renumber_shared_objects(json.loads(data), {})).encode()
+    return data
+
+
+def stable_zip(
+    saved: bytes, edit: Callable[[str, bytes], bytes] = lambda name, data: data, rename: Callable[[str], str] = str,
+) -> bytes:
+    """A zip file (.keras, .skops) with every entry dated STABLE_DATE, `edit(name, data)` applied, `rename`d."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(saved)) as source, zipfile.ZipFile(buffer, "w") as stable:
         for info in source.infolist():
-            data = source.read(info)
-            if info.filename == "metadata.json":
-                metadata = json.loads(data) | {"date_saved": STABLE_DATE_SAVED}
-                data = json.dumps(metadata).encode()
-            elif info.filename == "config.json":
-                data = json.dumps(_renumber_shared_objects(json.loads(data), {})).encode()
-            entry = zipfile.ZipInfo(info.filename, date_time=STABLE_DATE)
+            entry = zipfile.ZipInfo(rename(info.filename), date_time=STABLE_DATE)
             entry.compress_type, entry.external_attr = info.compress_type, info.external_attr
-            stable.writestr(entry, data)
+            stable.writestr(entry, edit(info.filename, source.read(info)))
+    return buffer.getvalue()
 
 
 def _renumber_shared_objects(node: Any, numbers: dict[int, int]) -> Any:

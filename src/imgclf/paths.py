@@ -56,6 +56,11 @@ def top_head_file() -> Path:
     return model_dir("top") / "head.keras"
 
 
+def svm_file() -> Path:
+    """models/svm/svm.skops: the svm stage's scikit-learn model on features (skops, not pickle)."""
+    return model_dir("svm") / "svm.skops"
+
+
 def metrics_file(stage: str) -> Path:
     """metrics/<stage>.json: DVC metrics, only what data and params determine."""
     return METRICS / f"{stage}.json"

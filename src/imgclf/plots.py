@@ -26,17 +26,19 @@ def write_plots(
     predicted: np.ndarray,
     class_names: Sequence[str],
 ) -> None:
-    """history.csv, confusion.csv (DVC plots) and their PNGs, each written atomically.
+    """history.csv, confusion.csv (DVC plots) and their PNGs, each written atomically; no history (a model
+    fitted in one go, the svm): the confusion matrix only.
 
     File by file, not by swapping the folder: DVC keeps its .gitignore in there.
     """
-    atomic.write_text(folder / "history.csv", history_csv(history))
+    if history:
+        atomic.write_text(folder / "history.csv", history_csv(history))
+        plot_learning_curves(history, folder / "learning_curves.png")
     rows = [("actual", "predicted")] + [
         (class_names[actual], class_names[guess]) for actual, guess in zip(labels, predicted, strict=True)
     ]
     atomic.write_text(folder / "confusion.csv", _csv(rows))
     plot_confusion(labels, predicted, class_names, folder / "confusion.png")
-    plot_learning_curves(history, folder / "learning_curves.png")
 
 
 def history_csv(history: Mapping[str, Sequence[float]]) -> str:

@@ -26,6 +26,7 @@ def model_stage(
     *,
     image_model: keras.Model | None = None,
     internal_models: Mapping[Path, keras.Model] | None = None,
+    files: Mapping[Path, bytes] | None = None,
     extra_metrics: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate on the test split; write metrics, plots and the model; log them all to MLflow.
@@ -34,7 +35,8 @@ def model_stage(
     `image_model`: the classifier to save and log when `model` does not take images (top: its
     backbone and head composed); by default `model` itself. Either way the saved model takes
     uint8 images of the pipeline's size and brings its preprocessing. `internal_models`: more
-    files for models/<stage>/ (top's features-only head, which finetune starts from).
+    files for models/<stage>/ (top's features-only head, which finetune starts from); `files`: others,
+    as bytes (the svm's scikit-learn model).
     Returns the metrics written to metrics/<stage>.json (only what data and params determine).
     """
     labels, probabilities = evaluation.predict(model, test)
@@ -52,6 +54,8 @@ def model_stage(
         inference.write_info(folder / paths.classifier_info(stage).name, class_names, classifier.spec)
         for path, internal in (internal_models or {}).items():
             model_file.save(model_file.without_optimizer(internal), folder / Path(path).name)
+        for path, data in (files or {}).items():
+            (folder / Path(path).name).write_bytes(data)
     metrics["model_size_bytes"] = paths.model_file(stage).stat().st_size  # the file is byte-stable
     atomic.write_json(paths.metrics_file(stage), metrics)
     plots.write_plots(paths.plots_dir(stage), fitted.history, labels, probabilities.argmax(axis=1), class_names)

@@ -27,7 +27,7 @@ import pandas as pd
 from imgclf import atomic, paths
 from imgclf.tracking.tags import TAG_PIPELINE
 
-MODEL_STAGES = ("perceptron", "convnet", "baseline", "augmented", "top", "finetune")
+MODEL_STAGES = ("perceptron", "convnet", "baseline", "augmented", "top", "svm", "finetune")
 COLUMNS = [
     "stage", "accuracy", "f1_macro", "loss", "trainable_params", "total_params", "model_size_mb",
     "epochs", "backbone", "weights",

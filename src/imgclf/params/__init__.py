@@ -32,6 +32,7 @@ from imgclf.params.schema import (
     Params,
     PerceptronParams,
     ReportParams,
+    SvmParams,
     TopParams,
     TrainParams,
 )
@@ -39,7 +40,7 @@ from imgclf.params.schema import (
 __all__ = [
     "AugmentationParams", "BackboneParams", "BottleneckParams", "CnnParams", "ConvnetParams", "DataParams",
     "FinetuneParams", "FitParams", "ImageParams", "MlflowParams", "Params", "PerceptronParams",
-    "ReportParams", "TopParams", "TrainParams", "apply_overrides", "flatten", "load", "parse", "resolve",
+    "ReportParams", "SvmParams", "TopParams", "TrainParams", "apply_overrides", "flatten", "load", "parse", "resolve",
     "section_dict", "set_dotted",
 ]
 

@@ -141,7 +141,15 @@ class BottleneckParams:
 class TopParams(FitParams):
     units: int = spec(integer(1, 65536))
     dropout: float = spec(number(0.0, 1.0, high_open=True))
-    svm_c: float = spec(number(0.0, 1e6, low_open=True))
+
+
+@dataclass(frozen=True)
+class SvmParams:
+    """The linear SVM on bottleneck features: no epochs, no batches."""
+
+    c: float = spec(number(0.0, 1e6, low_open=True))
+    class_weight: str = spec(choice("none", "balanced"))
+    calibration_folds: int = spec(integer(2, 20))
 
 
 @dataclass(frozen=True)
@@ -173,5 +181,6 @@ class Params:
     backbone: BackboneParams = spec(BackboneParams)
     bottleneck: BottleneckParams = spec(BottleneckParams)
     top: TopParams = spec(TopParams)
+    svm: SvmParams = spec(SvmParams)
     finetune: FinetuneParams = spec(FinetuneParams)
     report: ReportParams = spec(ReportParams)

@@ -2,7 +2,8 @@
 
 `model`: model.keras through mlflow.keras, signature uint8 (-1, H, W, C) -> (-1, classes).
 `classifier`: the served model (imgclf.serving), logged from code with model.keras and
-classifier.json as artifacts; the registry registers this one. Its model id is a run tag
+classifier.json as artifacts; the registry registers this one. `svm` (the svm stage): the scikit-learn
+model on features, through the sklearn flavor with skops serialization. Its model id is a run tag
 (`imgclf.classifier_model_id`), so the report stage finds it without searching.
 """
 
@@ -28,6 +29,7 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 KERAS_MODEL = "model"
 CLASSIFIER_MODEL = "classifier"
+SKLEARN_MODEL = "svm"  # the svm stage's model on features (the sklearn flavor), beside its image classifier
 SERVED_CODE = Path(serving.__file__).with_name("served_model.py")
 
 
@@ -83,3 +85,19 @@ def _keras_example_folder_fix() -> Iterator[None]:
         yield
     finally:
         keras_save._save_example = original
+
+
+def log_sklearn_model(
+    tracked: StageRun, model: Any, input_example: np.ndarray, metadata: Mapping[str, Any], trusted_types: list[str],
+) -> None:
+    """A scikit-learn model on features through MLflow's sklearn flavor, serialized with skops (no pickle);
+    `trusted_types`: what loading it may build beyond the types skops trusts by default."""
+    import mlflow.sklearn
+
+    flat = input_example.reshape(len(input_example), -1)
+    with store.store_lock(tracked.uri):
+        mlflow.sklearn.log_model(
+            model, name=SKLEARN_MODEL, serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
+            skops_trusted_types=list(trusted_types), signature=infer_signature(flat, model.predict_proba(flat)),
+            input_example=flat, pip_requirements=_requirements("mlflow", "scikit-learn", "skops"), metadata=dict(metadata),
+        )

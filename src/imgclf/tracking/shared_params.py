@@ -15,18 +15,19 @@ from imgclf.params import Params
 
 FIT_KEYS = ("epochs", "batch_size", "learning_rate", "class_weight", "steps")
 # What each stage trains, and with which optimizer (fit.py: Adam unless the recipe passes one).
-ARCHITECTURE = {"perceptron": "perceptron", "convnet": "convnet", "baseline": "simple_cnn", "augmented": "simple_cnn",
-                "top": "dense_head", "finetune": "backbone+dense_head"}
-OPTIMIZER = {"perceptron": "sgd", "convnet": "adam", "baseline": "adam", "augmented": "adam", "top": "adam", "finetune": "sgd"}
-BACKBONE_STAGES = ("bottleneck", "top", "finetune")
+ARCHITECTURE = {"perceptron": "perceptron", "convnet": "convnet", "top": "dense_head", "svm": "linear_svm",
+                "finetune": "backbone+dense_head"}  # baseline and augmented: cnn.architecture
+OPTIMIZER = {"perceptron": "sgd", "convnet": "adam", "baseline": "adam", "augmented": "adam", "top": "adam",
+             "svm": "liblinear", "finetune": "sgd"}
+BACKBONE_STAGES = ("bottleneck", "top", "svm", "finetune")
 
 
 def shared(stage: str, config: Params) -> dict[str, Any]:
     """The stage's fit settings under the shared keys (empty for stages that train nothing)."""
     values: dict[str, Any] = {}
     section = getattr(config, stage, None)
-    if stage in ARCHITECTURE:
-        values["architecture"] = ARCHITECTURE[stage]
+    if stage in OPTIMIZER:
+        values["architecture"] = ARCHITECTURE.get(stage) or config.cnn.architecture
         values["optimizer"] = OPTIMIZER[stage]
         for key in FIT_KEYS:
             if hasattr(section, key):
