@@ -11,13 +11,13 @@ def run(params, tracked) -> None:
     settings = params.baseline
     determinism.seed_everything(params.seed)
     determinism.set_precision(params.cnn.precision)
-    data = pipeline.load_split(params, settings.batch_size)
+    data = pipeline.load_split(params, settings.batch_size, heads=True)  # one softmax head per label column
     with distribution.scope(params.train):  # one device, or one replica per device (mirrored)
-        model = architectures.build(data.input_shape, len(data.class_names), params.cnn)
+        model = architectures.build(data.input_shape, len(data.class_names), params.cnn, heads=data.heads)
         fitted = fit.fit(model, data.train, data.validation, settings, "baseline", data.class_counts)
     publish.model_stage(
         "baseline", model, fitted, data.test, data.class_names, tracked, params,
-        extra_metrics={"train_images": data.train_size},
+        extra_metrics={"train_images": data.train_size}, heads=data.heads,
     )
 
 

@@ -17,17 +17,45 @@ TestData = tf.data.Dataset | tuple[np.ndarray, np.ndarray]
 
 
 def predict(model: keras.Model, test: TestData) -> tuple[np.ndarray, np.ndarray]:
-    """(integer labels, class probabilities) over the whole test split, in its order."""
+    """(integer labels, class probabilities) over the whole test split, in its order.
+
+    A model with one head per label column gives {column: labels}, {column: probabilities}.
+    """
     if isinstance(test, tf.data.Dataset):
-        labels = np.concatenate([batch_labels.numpy() for _, batch_labels in test])
+        batches = [batch_labels for _, batch_labels in test]
+        if batches and isinstance(batches[0], dict):
+            labels = {column: np.concatenate([batch[column].numpy() for batch in batches]) for column in batches[0]}
+        else:
+            labels = np.concatenate([batch.numpy() for batch in batches])
         probabilities = model.predict(test, verbose=0)
     else:
         images, labels = test
         probabilities = model.predict(images, batch_size=256, verbose=0)
+    if isinstance(probabilities, dict):
+        return ({column: _indices(labels[column]) for column in probabilities},
+                {column: np.asarray(values, dtype=np.float64) for column, values in probabilities.items()})
+    return _indices(labels), np.asarray(probabilities, dtype=np.float64)
+
+
+def _indices(labels: np.ndarray) -> np.ndarray:
     labels = np.asarray(labels)
-    if labels.ndim == 2:
-        labels = labels.argmax(axis=1)
-    return labels.astype(np.int64), np.asarray(probabilities, dtype=np.float64)
+    return (labels.argmax(axis=1) if labels.ndim == 2 else labels).astype(np.int64)
+
+
+def heads_metrics(
+    labels: dict[str, np.ndarray], probabilities: dict[str, np.ndarray], heads: dict[str, Sequence[str]]
+) -> dict[str, Any]:
+    """Several heads' test metrics: each head's in `heads`, and the summary the leaderboard ranks by: the
+    mean of the heads' accuracy and macro precision/recall/F1, the sum of their losses (the training loss)."""
+    each = {column: test_metrics(labels[column], probabilities[column], names) for column, names in heads.items()}
+    return {
+        "accuracy": float(np.mean([metrics["accuracy"] for metrics in each.values()])),
+        "loss": float(np.sum([metrics["loss"] for metrics in each.values()])),
+        **{key: float(np.mean([metrics[key] for metrics in each.values()]))
+           for key in ("precision_macro", "recall_macro", "f1_macro")},
+        "test_images": next(iter(each.values()))["test_images"],
+        "heads": each,
+    }
 
 
 def input_example(test: TestData) -> np.ndarray:

@@ -13,7 +13,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import keras
 import numpy as np
@@ -30,19 +30,26 @@ THROUGHPUT_CALLS = 8
 RESERVED_COLUMNS = ("label", "probability")
 
 
-def info(class_names: Sequence[str], spec: ImageSpec) -> dict:
-    """What classifier.json (and the MLflow model's metadata) says about a model."""
-    return {
+Heads = Mapping[str, Sequence[str]]  # several label columns: {column: its class names}, in output order
+
+
+def info(class_names: Sequence[str], spec: ImageSpec, heads: Heads | None = None) -> dict:
+    """What classifier.json (and the MLflow model's metadata) says about a model; `heads`: several label
+    columns, whose probabilities stand side by side in the model's output, in this order."""
+    described = {
         "class_names": list(class_names),
         "image_size": [spec.height, spec.width],
         "color_mode": "grayscale" if spec.channels == 1 else "rgb",
         "max_image_pixels": spec.max_pixels,
     }
+    if heads:  # a list: JSON objects have no order, and the output's columns do
+        described["heads"] = [{"column": column, "class_names": list(names)} for column, names in heads.items()]
+    return described
 
 
-def write_info(target: Path, class_names: Sequence[str], spec: ImageSpec) -> None:
+def write_info(target: Path, class_names: Sequence[str], spec: ImageSpec, heads: Heads | None = None) -> None:
     """classifier.json, byte-stable (DVC caches it beside model.keras)."""
-    atomic.write_json(target, info(class_names, spec))
+    atomic.write_json(target, info(class_names, spec, heads))
 
 
 def spec_of(model: keras.Model, max_pixels: int) -> ImageSpec:
@@ -61,15 +68,20 @@ class Outcome:
 
 
 class Classifier:
-    """model.keras and its class names: batches of uint8 images, files or bytes -> probabilities."""
+    """model.keras and its class names: batches of uint8 images, files or bytes -> probabilities.
 
-    def __init__(self, model: keras.Model, class_names: Sequence[str], max_pixels: int):
+    With several heads (label columns) the probabilities are the heads' side by side: `groups` says which
+    columns of them belong to which head."""
+
+    def __init__(self, model: keras.Model, class_names: Sequence[str], max_pixels: int, heads: Heads | None = None):
         if model.input.dtype != "uint8" or len(model.input_shape) != 4:
             raise UserError(f"model {model.name}: takes {model.input.dtype} {model.input_shape}, not uint8 images: "
                             f"re-run the stage that made it (dvc repro)")
-        if int(model.output_shape[-1]) != len(class_names):
-            raise UserError(f"model {model.name}: {model.output_shape[-1]} outputs for {len(class_names)} class names")
-        clash = sorted(set(class_names) & set(RESERVED_COLUMNS))
+        self.heads = {column: tuple(names) for column, names in (heads or {}).items()}
+        outputs = sum(len(names) for names in self.heads.values()) if self.heads else len(class_names)
+        if int(model.output_shape[-1]) != outputs:
+            raise UserError(f"model {model.name}: {model.output_shape[-1]} outputs for {outputs} class names")
+        clash = sorted(set(class_names) & set(RESERVED_COLUMNS)) if not self.heads else []
         if clash:
             raise UserError(f"class names {clash}: reserved for the served model's own columns: rename those classes")
         self.model = model
@@ -87,7 +99,18 @@ class Classifier:
         if not Path(info_path).is_file():
             raise UserError(f"{info_path}: not found: {missing_hint}")
         described = json.loads(Path(info_path).read_text())
-        return cls(model, described["class_names"], described["max_image_pixels"])
+        heads = {head["column"]: head["class_names"] for head in described.get("heads", [])}
+        return cls(model, described["class_names"], described["max_image_pixels"], heads)
+
+    def groups(self) -> list[tuple[str | None, tuple[str, ...], slice]]:
+        """(head's column, or None for a one-head model; its class names; its slice of the probabilities)."""
+        if not self.heads:
+            return [(None, self.class_names, slice(0, len(self.class_names)))]
+        found, start = [], 0
+        for column, names in self.heads.items():
+            found.append((column, names, slice(start, start + len(names))))
+            start += len(names)
+        return found
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """(N, classes) float32 probabilities of a uint8 batch (N, height, width, channels)."""

@@ -34,11 +34,18 @@ def write_plots(
     if history:
         atomic.write_text(folder / "history.csv", history_csv(history))
         plot_learning_curves(history, folder / "learning_curves.png")
+    write_confusion(folder, labels, predicted, class_names)
+
+
+def write_confusion(
+    folder: Path, labels: np.ndarray, predicted: np.ndarray, class_names: Sequence[str], name: str = "confusion",
+) -> None:
+    """<name>.csv (actual, predicted: a DVC plot) and <name>.png."""
     rows = [("actual", "predicted")] + [
         (class_names[actual], class_names[guess]) for actual, guess in zip(labels, predicted, strict=True)
     ]
-    atomic.write_text(folder / "confusion.csv", _csv(rows))
-    plot_confusion(labels, predicted, class_names, folder / "confusion.png")
+    atomic.write_text(folder / f"{name}.csv", _csv(rows))
+    plot_confusion(labels, predicted, class_names, folder / f"{name}.png")
 
 
 def history_csv(history: Mapping[str, Sequence[float]]) -> str:

@@ -64,30 +64,36 @@ def image_files(targets: Sequence[str]) -> tuple[list[Path], list[str]]:
     return files, errors
 
 
-def rows(outcomes: Iterable[Outcome], class_names: Sequence[str], top_k: int) -> Iterable[dict | str]:
-    """Per outcome: {path, predictions: [(label, probability)…]} best first, or its error line."""
+def rows(outcomes: Iterable[Outcome], classifier: Classifier, top_k: int) -> Iterable[dict | str]:
+    """Per outcome: {path, predictions: [(label, probability)…]} best first (several heads: {path, heads:
+    {column: [(label, probability)…]}}), or its error line."""
     for outcome in outcomes:
         if outcome.probabilities is None:
             yield f"{outcome.source}: {outcome.error}"
             continue
-        best = outcome.probabilities.argsort()[::-1][:top_k]
-        yield {"path": outcome.source,
-               "predictions": [(class_names[index], float(outcome.probabilities[index])) for index in best]}
+        found = {}
+        for column, names, part in classifier.groups():
+            scores = outcome.probabilities[part]
+            found[column] = [(names[index], float(scores[index])) for index in scores.argsort()[::-1][:top_k]]
+        yield {"path": outcome.source, "predictions": found[None]} if None in found else \
+            {"path": outcome.source, "heads": found}
 
 
 def render(results: list[dict], output_format: str, top_k: int) -> str:
     """Table (people), CSV or JSON (tools) of the predictions."""
     if output_format == "json":
-        return json.dumps([{"path": result["path"],
-                            "predictions": [{"label": label, "probability": round(probability, 6)}
-                                            for label, probability in result["predictions"]]}
-                           for result in results], indent=2) + "\n"
+        return json.dumps([{"path": result["path"], "predictions": _json_predictions(result)} for result in results],
+                          indent=2) + "\n"
+    heads = list(results[0]["heads"]) if results and "heads" in results[0] else [None]
     columns = ["path"]
-    for rank in range(1, top_k + 1):
-        suffix = "" if rank == 1 else f"_{rank}"
-        columns += [f"label{suffix}", f"probability{suffix}"]
+    for head in heads:
+        label, probability = (head, f"{head}_probability") if head else ("label", "probability")
+        for rank in range(1, top_k + 1):
+            suffix = "" if rank == 1 else f"_{rank}"
+            columns += [f"{label}{suffix}", f"{probability}{suffix}"]
     table = pd.DataFrame(
-        [[result["path"], *[value for pair in result["predictions"] for value in pair]] for result in results],
+        [[result["path"], *[value for head in heads for pair in _pairs(result, head) for value in pair]]
+         for result in results],
         columns=columns,
     )
     if output_format == "csv":
@@ -95,6 +101,19 @@ def render(results: list[dict], output_format: str, top_k: int) -> str:
     if table.empty:
         return ""
     return table.to_string(index=False, float_format=lambda value: f"{value:.4f}") + "\n"
+
+
+def _pairs(result: dict, head: str | None) -> list[tuple[str, float]]:
+    return result["predictions"] if head is None else result["heads"][head]
+
+
+def _json_predictions(result: dict) -> list | dict:
+    def listed(pairs: list[tuple[str, float]]) -> list[dict]:
+        return [{"label": label, "probability": round(probability, 6)} for label, probability in pairs]
+
+    if "heads" in result:
+        return {head: listed(pairs) for head, pairs in result["heads"].items()}
+    return listed(result["predictions"])
 
 
 def main(targets: Sequence[str], choice: str, top_k: int, output_format: str, batch_size: int,
@@ -105,14 +124,15 @@ def main(targets: Sequence[str], choice: str, top_k: int, output_format: str, ba
     if batch_size < 1:
         raise UserError(f"--batch-size {batch_size}: must be at least 1")
     classifier, described = load_model(choice, registered_model)
-    if top_k > len(classifier.class_names):
-        raise UserError(f"--top-k {top_k}: the model has {len(classifier.class_names)} classes")
+    for column, names, _ in classifier.groups():
+        if top_k > len(names):
+            raise UserError(f"--top-k {top_k}: the model has {len(names)} classes" + (f" in head {column}" if column else ""))
     files, errors = image_files(targets)
     for line in errors:
         print(f"imgclf: {line}", file=sys.stderr, flush=True)
     results = []
     failed = len(errors)
-    for result in rows(classifier.classify_files(files, batch_size), classifier.class_names, top_k):
+    for result in rows(classifier.classify_files(files, batch_size), classifier, top_k):
         if isinstance(result, str):
             failed += 1
             print(f"imgclf: {result}", file=sys.stderr, flush=True)

@@ -10,6 +10,7 @@ import numpy as np
 
 from imgclf import atomic, evaluation, inference, model_file, paths, plots
 from imgclf.fit import Fitted
+from imgclf.models.heads import joined
 from imgclf.params import Params, flatten
 from imgclf.tracking import models
 from imgclf.tracking.runs import StageRun
@@ -28,6 +29,7 @@ def model_stage(
     internal_models: Mapping[Path, keras.Model] | None = None,
     files: Mapping[Path, bytes] | None = None,
     extra_metrics: Mapping[str, Any] | None = None,
+    heads: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     """Evaluate on the test split; write metrics, plots and the model; log them all to MLflow.
 
@@ -36,11 +38,17 @@ def model_stage(
     backbone and head composed); by default `model` itself. Either way the saved model takes
     uint8 images of the pipeline's size and brings its preprocessing. `internal_models`: more
     files for models/<stage>/ (top's features-only head, which finetune starts from); `files`: others,
-    as bytes (the svm's scikit-learn model).
+    as bytes (the svm's scikit-learn model). `heads` ({column: class names}, several label columns, the
+    first's being `class_names`): `model` has one softmax head per column; the metrics are per head and
+    their mean, the saved and served model joins the heads into one output.
     Returns the metrics written to metrics/<stage>.json (only what data and params determine).
     """
     labels, probabilities = evaluation.predict(model, test)
-    metrics = evaluation.test_metrics(labels, probabilities, class_names)
+    if heads:
+        metrics = evaluation.heads_metrics(labels, probabilities, dict(heads))
+        image_model = image_model or joined(model)
+    else:
+        metrics = evaluation.test_metrics(labels, probabilities, class_names)
     deployable = model_file.without_optimizer(image_model or model)
     metrics |= {
         "epochs": len(fitted.history.get("loss", [])),
@@ -48,17 +56,25 @@ def model_stage(
         "total_params": int(deployable.count_params()),
     }
     metrics |= dict(extra_metrics or {})
-    classifier = inference.Classifier(deployable, class_names, params.data.max_image_pixels)
+    classifier = inference.Classifier(deployable, class_names, params.data.max_image_pixels, heads)
     with atomic.directory(paths.model_dir(stage)) as folder:
         model_file.save(deployable, folder / paths.model_file(stage).name)
-        inference.write_info(folder / paths.classifier_info(stage).name, class_names, classifier.spec)
+        inference.write_info(folder / paths.classifier_info(stage).name, class_names, classifier.spec, heads)
         for path, internal in (internal_models or {}).items():
             model_file.save(model_file.without_optimizer(internal), folder / Path(path).name)
         for path, data in (files or {}).items():
             (folder / Path(path).name).write_bytes(data)
     metrics["model_size_bytes"] = paths.model_file(stage).stat().st_size  # the file is byte-stable
     atomic.write_json(paths.metrics_file(stage), metrics)
-    plots.write_plots(paths.plots_dir(stage), fitted.history, labels, probabilities.argmax(axis=1), class_names)
+    if heads:  # confusion.csv is the first head's (the class folders'); every head's beside it
+        first = next(iter(heads))
+        plots.write_plots(paths.plots_dir(stage), fitted.history, labels[first], probabilities[first].argmax(axis=1),
+                          class_names)
+        for column, names in heads.items():
+            plots.write_confusion(paths.plots_dir(stage), labels[column], probabilities[column].argmax(axis=1), names,
+                                  f"confusion_{column}")
+    else:
+        plots.write_plots(paths.plots_dir(stage), fitted.history, labels, probabilities.argmax(axis=1), class_names)
 
     tracked.log_history(fitted.history)
     final = {key: value for key, value in flatten(metrics).items() if isinstance(value, (int, float))}
@@ -71,13 +87,13 @@ def model_stage(
     tracked.log_artifact(paths.tensorboard_dir(stage), "tensorboard")
     if params.mlflow.log_model:
         example = _example_images(test, deployable, image_model is not None)
-        metadata = inference.info(class_names, classifier.spec) | {"stage": stage}
+        metadata = inference.info(class_names, classifier.spec, heads) | {"stage": stage}
         # MLflow validates the input examples with predict(): no progress bars from that in logs.
         keras.utils.disable_interactive_logging()
         try:
             models.log_keras_model(tracked, deployable, example, metadata)
             models.log_classifier(tracked, paths.model_file(stage), paths.classifier_info(stage), list(class_names),
-                                  example[0], metadata)
+                                  example[0], metadata, heads)
         finally:
             keras.utils.enable_interactive_logging()
     print(

@@ -2,7 +2,8 @@
 
 `mlflow models serve` answers POST /invocations with
 `{"dataframe_split": {"columns": ["image"], "data": [["<base64 of a JPEG/PNG/... file>"], ...]}}`
-by one row per image: `label`, `probability`, and one probability column per class. Decoding is
+by one row per image: `label`, `probability`, and one probability column per class (per head, with
+several label columns: `<column>`, `<column>_probability`, `<column>=<class>`). Decoding is
 imgclf.inference's (the split's checks, training's resize). A bad row is a 400 whose message is
 one line naming the row and the reason; the server keeps serving.
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import mlflow
 import numpy as np
@@ -75,7 +76,7 @@ class ServedClassifier(mlflow.pyfunc.PythonModel):
         if failed:
             raise RequestError("imgclf: " + "; ".join(f"row {outcome.source}: {outcome.error}" for outcome in failed[:5])
                                + (f"; and {len(failed) - 5} more rows" if len(failed) > 5 else ""))
-        return rows(self.classifier.class_names, np.stack([outcome.probabilities for outcome in outcomes]))
+        return rows(self.classifier, np.stack([outcome.probabilities for outcome in outcomes]))
 
 
 def _file_bytes(index: int, value: Any) -> bytes:
@@ -87,25 +88,30 @@ def _file_bytes(index: int, value: Any) -> bytes:
         raise RequestError(f"imgclf: row {index}: not valid base64: send the image file's bytes, base64-encoded") from None
 
 
-def rows(class_names: Sequence[str], probabilities: np.ndarray) -> pd.DataFrame:
-    """The served output: label, probability (of that label), then one column per class."""
-    best = probabilities.argmax(axis=1)
-    frame = pd.DataFrame({
-        "label": [class_names[index] for index in best],
-        "probability": probabilities[np.arange(len(best)), best].astype("float64"),
-    })
-    for index, name in enumerate(class_names):
-        frame[name] = probabilities[:, index].astype("float64")
+def rows(classifier: Classifier, probabilities: np.ndarray) -> pd.DataFrame:
+    """The served output: label, probability (of that label), then one column per class; with several heads
+    (label columns), per head: `<column>`, `<column>_probability`, and `<column>=<class>` per class."""
+    frame = pd.DataFrame(index=range(len(probabilities)))
+    for column, names, part in classifier.groups():
+        scores = probabilities[:, part]
+        best = scores.argmax(axis=1)
+        label, probability = (column, f"{column}_probability") if column else ("label", "probability")
+        frame[label] = [names[index] for index in best]
+        frame[probability] = scores[np.arange(len(best)), best].astype("float64")
+        for index, name in enumerate(names):
+            frame[f"{column}={name}" if column else name] = scores[:, index].astype("float64")
     return frame
 
 
-def signature(class_names: Sequence[str]) -> ModelSignature:
-    """Input: one string column of base64 image files; output: label, probability, one column per class."""
-    return ModelSignature(
-        inputs=Schema([ColSpec("string", IMAGE_COLUMN)]),
-        outputs=Schema([ColSpec("string", "label"), ColSpec("double", "probability")]
-                       + [ColSpec("double", name) for name in class_names]),
-    )
+def signature(class_names: Sequence[str], heads: Mapping[str, Sequence[str]] | None = None) -> ModelSignature:
+    """Input: one string column of base64 image files; output: label, probability, one column per class
+    (per head with several label columns, as `rows` names them)."""
+    outputs = []
+    for column, names in (heads or {None: class_names}).items():
+        label, probability = (column, f"{column}_probability") if column else ("label", "probability")
+        outputs += [ColSpec("string", label), ColSpec("double", probability)]
+        outputs += [ColSpec("double", f"{column}={name}" if column else name) for name in names]
+    return ModelSignature(inputs=Schema([ColSpec("string", IMAGE_COLUMN)]), outputs=Schema(outputs))
 
 
 def input_example(image: np.ndarray) -> pd.DataFrame:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import keras
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 
 from imgclf import paths
@@ -34,6 +36,9 @@ class SplitData:
     train_size: int  # images in `train` (after the hold-out)
     steps_per_epoch: int  # batches in one pass over `train`
     input_shape: tuple[int, int, int]  # (height, width, channels)
+    # Several label columns (data.label_columns): {column: its class names}, the first being the folders';
+    # the labels are then {column: one-hot}. One label column: {} and the labels are one-hot.
+    heads: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def check_layout(root: Path = paths.SPLIT) -> dict[str, dict[str, int]]:
@@ -89,8 +94,11 @@ def image_shape(params: Params) -> tuple[int, int, int]:
     return (*params.image.size, channels)
 
 
-def load_split(params: Params, batch_size: int, *, root: Path = paths.SPLIT) -> SplitData:
+def load_split(params: Params, batch_size: int, *, heads: bool = False, root: Path = paths.SPLIT) -> SplitData:
     """Train (seeded shuffle, hold-out validation) and test datasets from the split folders.
+
+    `heads`: a stage that trains one head per label column (data.label_columns, through the manifest);
+    without, the labels are the class folders' (the first label column).
 
     Pixels are raw uint8, as a deployed model receives them: every model rescales (or applies its
     backbone's preprocessing) itself. The hold-out is imgclf.data.holdout's, applied by Keras itself.
@@ -103,18 +111,26 @@ def load_split(params: Params, batch_size: int, *, root: Path = paths.SPLIT) -> 
         image_size=image_size, color_mode=color_mode, label_mode="categorical",
         class_names=list(class_names), batch_size=None, verbose=False,
     )
+    heads = head_classes(root, params.data.label_columns, class_names) if heads else {}
+    labelled = {split: dict(read) for split in paths.SPLITS}
+    if heads:  # each file's label is its combination of classes, one per head: split into one-hots below
+        for split in paths.SPLITS:
+            labelled[split] |= {"labels": _joint_labels(root, split, heads), "label_mode": "int", "class_names": None}
     fraction = params.data.validation_fraction
     if holdout.held_out(sum(counts["train"].values()), fraction) > 0:
         train, validation = keras.utils.image_dataset_from_directory(
             root / "train", shuffle=True, seed=params.seed,
-            validation_split=fraction, subset="both", **read,
+            validation_split=fraction, subset="both", **labelled["train"],
         )
     else:
         train = keras.utils.image_dataset_from_directory(
-            root / "train", shuffle=True, seed=params.seed, **read
+            root / "train", shuffle=True, seed=params.seed, **labelled["train"]
         )
         validation = None
-    test = keras.utils.image_dataset_from_directory(root / "test", shuffle=False, **read)
+    test = keras.utils.image_dataset_from_directory(root / "test", shuffle=False, **labelled["test"])
+    if heads:
+        train, test = _one_hot_heads(train, heads), _one_hot_heads(test, heads)
+        validation = None if validation is None else _one_hot_heads(validation, heads)
     print(f"images: {image_size[0]}x{image_size[1]} {color_mode} (image.size, image.color_mode), "
           f"{len(class_names)} classes", flush=True)
 
@@ -130,7 +146,70 @@ def load_split(params: Params, batch_size: int, *, root: Path = paths.SPLIT) -> 
         train_size=train_size,
         steps_per_epoch=math.ceil(train_size / batch_size),
         input_shape=image_shape(params),
+        heads=heads,
     )
+
+
+def head_classes(root: Path, label_columns: Sequence[str], folder_classes: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """{column: class names} for several label columns (the first: the class folders; the others: the values
+    the manifest's train rows hold, sorted); {} for one. A UserError when a head cannot be trained or tested."""
+    if len(label_columns) < 2:
+        return {}
+    manifest = _manifest(root)
+    missing = [column for column in label_columns[1:] if column not in manifest.columns]
+    if missing:
+        raise UserError(f"{root / 'manifest.csv'}: no {', '.join(missing)} column (data.label_columns): "
+                        f"re-run download and split (dvc repro download split)")
+    heads = {label_columns[0]: tuple(folder_classes)}
+    train, test = manifest[manifest["split"] == "train"], manifest[manifest["split"] == "test"]
+    for column in label_columns[1:]:
+        names = tuple(sorted(set(train[column])))
+        if len(names) < 2:
+            raise UserError(f"data.label_columns: {column} has {len(names)} value(s) in train ({', '.join(names)}): "
+                            f"a head needs at least two classes")
+        unseen = sorted(set(test[column]) - set(names))
+        if unseen:
+            raise UserError(f"data.label_columns: {column} has values in test that train never shows "
+                            f"({', '.join(unseen[:5])}): add training images for them or drop those rows")
+        heads[column] = names
+    return heads
+
+
+def _manifest(root: Path) -> pd.DataFrame:
+    return pd.read_csv(root / "manifest.csv", dtype=str, keep_default_na=False)
+
+
+def _joint_labels(root: Path, split: str, heads: dict[str, tuple[str, ...]]) -> list[int]:
+    """Each file's combination of head classes as one integer (mixed radix, first head most significant),
+    in the order Keras lists a folder's files for `labels=` (sorted by folder, then file name)."""
+    manifest = _manifest(root)
+    rows = manifest[manifest["split"] == split]
+    first, *others = heads
+    indices = {column: {name: index for index, name in enumerate(names)} for column, names in heads.items()}
+    by_path = {}
+    for record in rows.to_dict("records"):
+        code = indices[first][record["class"]]
+        for column in others:
+            code = code * len(heads[column]) + indices[column][record[column]]
+        by_path[record["path"]] = code
+    ordered = sorted(by_path, key=lambda path: tuple(path.rsplit("/", 1)))
+    return [by_path[path] for path in ordered]
+
+
+def _one_hot_heads(dataset: tf.data.Dataset, heads: dict[str, tuple[str, ...]]) -> tf.data.Dataset:
+    """(image, combination) -> (image, {column: one-hot}): the combination's digits, last head first."""
+    sizes = [len(names) for names in heads.values()]
+
+    def split(images: tf.Tensor, code: tf.Tensor) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+        code = tf.cast(code, tf.int64)
+        digits = []
+        for size in reversed(sizes):
+            digits.append(code % size)
+            code = code // size
+        return images, {column: tf.one_hot(digit, size) for column, digit, size
+                        in zip(heads, reversed(digits), sizes, strict=True)}
+
+    return dataset.map(split, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def to_uint8(images: tf.Tensor) -> tf.Tensor:

@@ -31,7 +31,6 @@ from imgclf.errors import UserError
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 ARCHIVES = (".zip", ".tar", ".tar.gz", ".tgz")
 LAYOUT_HINT = "give a folder of <class>/<images>, a .zip/.tar of one, or a CSV with path,label columns"
-CSV_COLUMNS = ("path", "label")
 READ_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error, tarfile.TarError, RuntimeError, ValueError)
 
 
@@ -49,11 +48,11 @@ def ignored(relative: str) -> bool:
     return any(part.startswith(".") or part == "__MACOSX" for part in PurePosixPath(relative).parts)
 
 
-def snapshot(source: str, value: str, raw: Path, max_bytes: int) -> dict:
+def snapshot(source: str, value: str, raw: Path, max_bytes: int, label_columns: tuple[str, ...] = ("label",)) -> dict:
     """Write raw/images.zip (and raw/labels.csv for a CSV) from data.path; a summary for source.json."""
     path = paths.user_path(value)
     if source == "csv":
-        members, labels = _csv_members(path, value)
+        members, labels = _csv_members(path, value, label_columns)
         labels.to_csv(raw / paths.RAW_LABELS.name, index=False, lineterminator="\n")
     elif path.is_dir():
         members = _folder_members(path, value)
@@ -118,20 +117,34 @@ def _archive_members(path: Path, value: str) -> list[Member]:
     return members
 
 
-def _csv_members(path: Path, value: str) -> tuple[list[Member], pd.DataFrame]:
-    """The files a labels CSV names, and the CSV with its paths normalised (sorted by path)."""
+def _csv_members(path: Path, value: str, label_columns: tuple[str, ...]) -> tuple[list[Member], pd.DataFrame]:
+    """The files a labels CSV names, and the CSV with its paths normalised (sorted by path).
+
+    The first of `label_columns` becomes the column `label` (the class folders); the others stay as they are.
+    """
     if not path.is_file():
         raise UserError(f"data.path = {value}: no such CSV file: {LAYOUT_HINT}")
     try:
         table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise UserError(f"data.path = {value}: not a readable CSV ({str(error).strip()[:80]}): {LAYOUT_HINT}") from None
-    missing = [column for column in CSV_COLUMNS if column not in table.columns]
+    missing = [column for column in ("path", *label_columns) if column not in table.columns]
     if missing:
+        named = "path and label columns" if label_columns == ("label",) else \
+            f"a path column and the label columns data.label_columns names ({', '.join(label_columns)})"
         raise UserError(
             f"data.path = {value}: the CSV has no {' and no '.join(missing)} column (its columns: "
-            f"{', '.join(map(str, table.columns)) or 'none'}): give it path and label columns"
+            f"{', '.join(map(str, table.columns)) or 'none'}): give it {named}"
         )
+    first = label_columns[0]
+    if first != "label" and "label" in table.columns:
+        raise UserError(f"data.path = {value}: the CSV has a label column, but data.label_columns puts {first} "
+                        f"first: list label first, or rename that column")
+    for column in label_columns[1:]:
+        empty = table.index[table[column].str.strip() == ""]
+        if len(empty):
+            raise UserError(f"data.path = {value}: line {empty[0] + 2} has an empty {column}: fill it in or remove the row")
+    table = table.rename(columns={first: "label"})
     if table.empty:
         raise UserError(f"data.path = {value}: the CSV has no rows: {LAYOUT_HINT}")
     folder = path.parent.resolve()

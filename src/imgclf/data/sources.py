@@ -273,7 +273,7 @@ def download(params: Params) -> dict:
         elif info.kind == "images":
             target = folder / paths.RAW_IMAGES.name
             summary = snapshot.snapshot(info.name, params.data.path, folder,
-                                        images.max_file_bytes(params.data.max_image_pixels))
+                                        images.max_file_bytes(params.data.max_image_pixels), params.data.label_columns)
         else:
             target = folder / paths.RAW_ARCHIVE.name
             if params.data.archive:

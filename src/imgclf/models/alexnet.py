@@ -13,7 +13,6 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from imgclf.models.cnn import classifier
 from imgclf.models.layers import LocalResponseNormalization
 from imgclf.params import CnnParams
 
@@ -29,8 +28,8 @@ def first_convolution(side: int) -> tuple[int, int]:
     return 3, 1
 
 
-def body(x: keras.KerasTensor, num_classes: int, config: CnnParams) -> keras.KerasTensor:
-    """[0, 1] pixels -> class probabilities."""
+def body(x: keras.KerasTensor, config: CnnParams) -> keras.KerasTensor:
+    """[0, 1] pixels -> the features its head classifies."""
     kernel, stride = first_convolution(min(x.shape[1:3]))
     x = layers.Conv2D(FILTERS[0], kernel, strides=stride, padding="same", activation="relu", name="conv1")(x)
     if config.local_response_normalization:
@@ -47,4 +46,4 @@ def body(x: keras.KerasTensor, num_classes: int, config: CnnParams) -> keras.Ker
     for name in ("fc6", "fc7"):
         x = layers.Dense(config.dense_units, activation="relu", name=name)(x)
         x = layers.Dropout(config.dropout, name=f"{name}_dropout")(x)
-    return classifier(x, num_classes)
+    return x

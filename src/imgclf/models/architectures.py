@@ -1,13 +1,15 @@
 """`cnn.architecture`: the model baseline and augmented train, from the chapter's simple CNN to its "bigger models".
 
 Every architecture is the same kind of model: uint8 images in, rescaled to [0, 1] inside (then any
-fitted featurewise layers, imgclf.featurewise), the architecture's body, a float32 softmax over the
-classes out (`cnn.classifier`). Each body scales itself to the input, 28x28 grayscale up to 224x224 RGB.
+fitted featurewise layers, imgclf.featurewise), the architecture's body, and its head — a float32
+softmax over the classes — once, or once per label column on the shared body (data.label_columns).
+Each body scales itself to the input, 28x28 grayscale up to 224x224 RGB.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
 
 import keras
 from keras import layers
@@ -15,13 +17,22 @@ from keras import layers
 from imgclf.models import alexnet, cnn, squeezenet, stn
 from imgclf.params import CnnParams
 
-Body = Callable[[keras.KerasTensor, int, CnnParams], keras.KerasTensor]
-# name -> (body: [0, 1] pixels -> class probabilities, the model's name for a CnnParams)
-BODIES: dict[str, tuple[Body, Callable[[CnnParams], str]]] = {
-    "simple_cnn": (cnn.simple_cnn_body, lambda config: f"simple_cnn_{config.layout}"),
-    "alexnet": (alexnet.body, lambda config: "alexnet"),
-    "squeezenet": (squeezenet.body, lambda config: "squeezenet"),
-    "stn": (stn.body, lambda config: f"stn_simple_cnn_{config.layout}"),
+Body = Callable[[keras.KerasTensor, CnnParams], keras.KerasTensor]
+Head = Callable[[keras.KerasTensor, int, str], keras.KerasTensor]
+
+
+@dataclass(frozen=True)
+class Architecture:
+    body: Body  # [0, 1] pixels -> features
+    head: Head  # features, classes, layer name -> probabilities
+    name: Callable[[CnnParams], str]  # the model's name
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "simple_cnn": Architecture(cnn.simple_cnn_body, cnn.classifier, lambda config: f"simple_cnn_{config.layout}"),
+    "alexnet": Architecture(alexnet.body, cnn.classifier, lambda config: "alexnet"),
+    "squeezenet": Architecture(squeezenet.body, squeezenet.classifier, lambda config: "squeezenet"),
+    "stn": Architecture(stn.body, cnn.classifier, lambda config: f"stn_simple_cnn_{config.layout}"),
 }
 
 
@@ -30,12 +41,19 @@ def build(
     num_classes: int,
     config: CnnParams,
     preprocessing: Sequence[keras.layers.Layer] = (),
+    heads: Mapping[str, Sequence[str]] | None = None,
 ) -> keras.Model:
-    """The `config.architecture` classifier for images of `input_shape`; `preprocessing`: fitted layers on [0, 1] pixels."""
-    body, name = BODIES[config.architecture]
+    """The `config.architecture` classifier for images of `input_shape`; `preprocessing`: fitted layers on
+    [0, 1] pixels. `heads` ({column: class names}, several label columns): one softmax head per column on the
+    shared body, the model's outputs a dict by column (each layer `class_<column>`); else one head `class`."""
+    architecture = ARCHITECTURES[config.architecture]
     inputs = keras.Input(shape=input_shape, dtype="uint8", name="image")
     # uint8 pixels in, as a deployed model receives them; float32 [0, 1] whatever the precision policy.
     x = layers.Rescaling(1.0 / 255.0, dtype="float32", name="rescale")(inputs)
     for layer in preprocessing:
         x = layer(x)
-    return keras.Model(inputs, body(x, num_classes, config), name=name(config))
+    features = architecture.body(x, config)
+    if heads:
+        outputs = {column: architecture.head(features, len(names), f"class_{column}") for column, names in heads.items()}
+        return keras.Model(inputs, outputs, name=architecture.name(config))
+    return keras.Model(inputs, architecture.head(features, num_classes, "class"), name=architecture.name(config))

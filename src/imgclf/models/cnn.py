@@ -11,8 +11,8 @@ from imgclf.params import CnnParams
 PHOTO_MAX_FEATURE_SIDE = 8
 
 
-def simple_cnn_body(x: keras.KerasTensor, num_classes: int, cnn: CnnParams) -> keras.KerasTensor:
-    """The chapter's `simple_cnn` (layout "chapter") or its photo-sized variant (layout "photo").
+def simple_cnn_body(x: keras.KerasTensor, cnn: CnnParams) -> keras.KerasTensor:
+    """The chapter's `simple_cnn` (layout "chapter") or its photo-sized variant (layout "photo"), up to its head.
 
     chapter: Conv2D(filters[i], 3x3, relu) for each entry of `filters` (64, 128), MaxPool 2x2,
         Dropout, Flatten, Dense(dense_units, relu), Dropout, Dense(num_classes, softmax). Exactly
@@ -43,14 +43,13 @@ def simple_cnn_body(x: keras.KerasTensor, num_classes: int, cnn: CnnParams) -> k
         x = layers.Dropout(cnn.dropout)(x)
         x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dense(cnn.dense_units, activation="relu")(x)
-    x = layers.Dropout(cnn.dropout)(x)
-    return classifier(x, num_classes)
+    return layers.Dropout(cnn.dropout)(x)
 
 
-def classifier(x: keras.KerasTensor, num_classes: int) -> keras.KerasTensor:
-    """The output layer every architecture ends with: float32 softmax even under a mixed-precision
-    policy (numerically stable probabilities), named `class`."""
-    return layers.Dense(num_classes, activation="softmax", dtype="float32", name="class")(x)
+def classifier(x: keras.KerasTensor, num_classes: int, name: str = "class") -> keras.KerasTensor:
+    """The output layer (a head) of every architecture but squeezenet: float32 softmax even under a
+    mixed-precision policy (numerically stable probabilities), named `class` (one head) or `class_<column>`."""
+    return layers.Dense(num_classes, activation="softmax", dtype="float32", name=name)(x)
 
 
 def _side_after(side: int, blocks: int) -> int:

@@ -1,6 +1,9 @@
-"""Classifier heads on backbone features: the chapter's top classifier, and it composed with its backbone."""
+"""Classifier heads: the chapter's top classifier on backbone features, it composed with its backbone, and
+several softmax heads joined into one output."""
 
 from __future__ import annotations
+
+from typing import Mapping
 
 import keras
 from keras import layers
@@ -11,7 +14,7 @@ from imgclf.params import BackboneParams
 
 
 def top(
-    feature_shape: tuple[int, ...], num_classes: int, units: int = 256, dropout_rate: float = 0.5
+    feature_shape: tuple[int, ...], num_classes: int, units: int = 256, dropout_rate: float = 0.5, name: str = "top",
 ) -> keras.Model:
     """Flatten, Dense(units, relu), Dropout, Dense(num_classes, softmax) on backbone features.
 
@@ -28,16 +31,19 @@ def top(
             # float32 softmax even under a mixed-precision policy: stable probabilities.
             layers.Dense(num_classes, activation="softmax", dtype="float32", name="top_predictions"),
         ],
-        name="top",
+        name=name,
     )
 
 
 def on_images(
-    extractor: keras.Model, head: keras.Model, backbone: BackboneParams, num_classes: int, name: str
+    extractor: keras.Model, head: keras.Model, backbone: BackboneParams, num_classes: int, name: str,
+    by_column: Mapping[str, keras.Model] | None = None,
 ) -> keras.Model:
     """uint8 images -> extractor (backbone) -> head: one image classifier (top's deployable model, finetune's).
+    `by_column` (several label columns: every head by its column, `head` among them): the model's outputs
+    are a dict by column, each head on the same features.
 
-    A UserError when the head does not fit: it was trained on other features or classes.
+    A UserError when `head` does not fit: it was trained on other features or classes.
     """
     expected = (tuple(extractor.output.shape[1:]), num_classes)
     found = (tuple(head.input_shape[1:]), int(head.output_shape[-1]))
@@ -48,4 +54,15 @@ def on_images(
             f"data/split has {expected[1]} classes: re-run bottleneck and top (dvc repro finetune)"
         )
     inputs = keras.Input(shape=extractor.input_shape[1:], dtype="uint8", name="image")
-    return keras.Model(inputs, head(extractor(inputs)), name=name)
+    features = extractor(inputs)
+    if by_column:
+        return keras.Model(inputs, {column: model(features) for column, model in by_column.items()}, name=name)
+    return keras.Model(inputs, head(features), name=name)
+
+
+def joined(model: keras.Model) -> keras.Model:
+    """A model with one softmax head per label column (its outputs a dict by column) as a model with one
+    output: the heads' probabilities side by side, in the dict's order (a Concatenate layer `class`). What is
+    saved, predicted with and served; classifier.json says which columns are whose."""
+    heads = list(model.output.values())
+    return keras.Model(model.input, layers.Concatenate(dtype="float32", name="class")(heads), name=model.name)

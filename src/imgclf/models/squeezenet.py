@@ -33,8 +33,8 @@ def fire(x: keras.KerasTensor, squeeze: int, expand: int, name: str) -> keras.Ke
     return layers.Concatenate(name=f"{name}_concat")([expand1, expand3])
 
 
-def body(x: keras.KerasTensor, num_classes: int, config: CnnParams) -> keras.KerasTensor:
-    """[0, 1] pixels -> class probabilities."""
+def body(x: keras.KerasTensor, config: CnnParams) -> keras.KerasTensor:
+    """[0, 1] pixels -> the last fire module's feature map, after dropout."""
     stride = 2 if min(x.shape[1:3]) >= 64 else 1
     x = layers.Conv2D(64, 3, strides=stride, padding="same", activation="relu", kernel_initializer=INIT, name="conv1")(x)
     x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)
@@ -46,8 +46,13 @@ def body(x: keras.KerasTensor, num_classes: int, config: CnnParams) -> keras.Ker
             continue
         x = fire(x, *entry, name=f"fire{number}")
         number += 1
-    x = layers.Dropout(config.dropout, name="fire9_dropout")(x)
-    x = layers.Conv2D(num_classes, 1, name="conv10")(x)  # class scores: no ReLU (see above)
-    x = layers.GlobalAveragePooling2D(name="pool10")(x)
-    # float32 softmax even under a mixed-precision policy, named `class` as every architecture's output.
-    return layers.Activation("softmax", dtype="float32", name="class")(x)
+    return layers.Dropout(config.dropout, name="fire9_dropout")(x)
+
+
+def classifier(x: keras.KerasTensor, num_classes: int, name: str = "class") -> keras.KerasTensor:
+    """SqueezeNet's head: a 1x1 convolution to one channel per class (the class scores: no ReLU, see above),
+    global average pooling, softmax (float32 even under a mixed-precision policy), named `name`."""
+    suffix = name.removeprefix("class")
+    x = layers.Conv2D(num_classes, 1, name=f"conv10{suffix}")(x)
+    x = layers.GlobalAveragePooling2D(name=f"pool10{suffix}")(x)
+    return layers.Activation("softmax", dtype="float32", name=name)(x)

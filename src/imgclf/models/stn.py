@@ -33,7 +33,7 @@ def localisation(x: keras.KerasTensor) -> keras.KerasTensor:
     return layers.Dense(6, kernel_initializer="zeros", bias_initializer="zeros", name="loc_affine")(x)
 
 
-def body(x: keras.KerasTensor, num_classes: int, config: CnnParams) -> keras.KerasTensor:
-    """[0, 1] pixels -> transformed pixels -> the simple CNN's class probabilities."""
+def body(x: keras.KerasTensor, config: CnnParams) -> keras.KerasTensor:
+    """[0, 1] pixels -> transformed pixels -> the simple CNN's features."""
     transformed = AffineSampler(name="spatial_transformer")([x, localisation(x)])
-    return simple_cnn_body(transformed, num_classes, config)
+    return simple_cnn_body(transformed, config)

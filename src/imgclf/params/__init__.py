@@ -126,6 +126,9 @@ def load(path: str | Path = PARAMS_FILE) -> Params:
 def resolve(params: Params) -> Params:
     """Replace every `auto` with the value the data source implies (logged, so explicit)."""
     source = SOURCES[params.data.source]
+    if params.data.label_columns != ("label",) and source.name != "csv":
+        raise _bad("data.label_columns", params.data.label_columns,
+                   "label columns come from a labels CSV: set data.source: csv, or leave [label]")
     if params.data.label_mode == "coarse" and source.name not in COARSE_CLASSES:
         raise _bad("data.label_mode", "coarse", f"only {', '.join(COARSE_CLASSES)} has coarse labels: use fine")
     image = params.image

@@ -141,6 +141,22 @@ def trainable_part(value: Any) -> str:
     raise ValueError("must be last_block, blocks:N (the last N blocks, N >= 1), all or head")
 
 
+def column_names(reserved: tuple[str, ...]) -> Callable[[Any], tuple[str, ...]]:
+    """A non-empty list of distinct column names (letters, digits, '_', '-'), none of `reserved`."""
+    allowed = (f"must be a non-empty list of distinct column names (letters, digits, '_', '-'), "
+               f"none of {', '.join(reserved)}")
+
+    def check(value: Any) -> tuple[str, ...]:
+        if not isinstance(value, (list, tuple)) or not value or len(set(map(str, value))) != len(value):
+            raise ValueError(allowed)
+        if any(not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", name) or name in reserved
+               for name in value):
+            raise ValueError(allowed)
+        return tuple(value)
+
+    return check
+
+
 def spec(check: Callable[[Any], Any]) -> Any:
     """A dataclass field validated by `check` (a value check, or a section's dataclass)."""
     return field(metadata={"check": check})

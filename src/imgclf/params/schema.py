@@ -13,6 +13,7 @@ from imgclf.data.catalog import SOURCES
 from imgclf.params.checks import (
     boolean,
     choice,
+    column_names,
     count_or_all,
     int_list,
     integer,
@@ -26,6 +27,8 @@ from imgclf.params.checks import (
     weights,
 )
 
+# The split manifest's own columns (and the CSV's path): a label column cannot be one of them.
+RESERVED_COLUMNS = ("path", "class", "split", "sha256", "width", "height")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 ARCHITECTURES = ("simple_cnn", "alexnet", "squeezenet", "stn")
 BACKBONES = ("vgg16", "resnet50", "inception_v3", "densenet121", "mobilenet_v2")
@@ -35,6 +38,7 @@ BACKBONES = ("vgg16", "resnet50", "inception_v3", "densenet121", "mobilenet_v2")
 class DataParams:
     source: str = spec(choice(*SOURCES))
     label_mode: str = spec(choice("fine", "coarse"))
+    label_columns: tuple[str, ...] = spec(column_names(RESERVED_COLUMNS))
     archive: str | None = spec(optional_path)
     path: str = spec(text)
     train_per_class: int | str = spec(count_or_all(1))

@@ -45,7 +45,7 @@ def log_keras_model(tracked: StageRun, model: Any, input_example: np.ndarray, me
 
 def log_classifier(
     tracked: StageRun, model_path: Path, info_path: Path, class_names: list[str], example_image: np.ndarray,
-    metadata: Mapping[str, Any],
+    metadata: Mapping[str, Any], heads: Mapping[str, Any] | None = None,
 ) -> str:
     """The served classifier (pyfunc from code, artifacts model.keras + classifier.json); returns its model id."""
     with store.store_lock(tracked.uri):
@@ -53,7 +53,7 @@ def log_classifier(
             name=CLASSIFIER_MODEL,
             python_model=str(SERVED_CODE),
             artifacts={serving.MODEL_ARTIFACT: str(model_path), serving.INFO_ARTIFACT: str(info_path)},
-            signature=serving.signature(class_names),
+            signature=serving.signature(class_names, heads),
             input_example=serving.input_example(example_image),
             pip_requirements=_requirements("mlflow", "keras", "tensorflow", "numpy", "pandas", "pillow", "imgclf"),
             metadata=dict(metadata),
