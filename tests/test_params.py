@@ -46,7 +46,8 @@ CASES = [
     ("unknown-section", edited(("set", "colour", {"mode": "rgb"})),
      r"params\.yaml: colour = \{mode\}: unknown key; allowed: seed, data, .*"),
     ("unknown-key", edited(("set", "data.train_per_klass", 10)),
-     r"params\.yaml: data\.train_per_klass = 10: unknown key; allowed: source, label_mode, label_columns, archive, path, train_per_class, .*"),
+     r"params\.yaml: data\.train_per_klass = 10: unknown key; allowed: source, label_mode, label_columns, archive, "
+     r"path, train_per_class, .*"),
     ("missing-key", edited(("del", "data.test_per_class")),
      r"params\.yaml: data\.test_per_class is missing: add it .*"),
     ("missing-section", edited(("del", "mlflow")),
