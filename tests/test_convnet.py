@@ -16,7 +16,7 @@ SUMMARISED = {f"{layer}/{what}" for layer in convnet.LAYERS for what in ("mean",
 
 
 def small(**overrides) -> ConvnetParams:
-    values = dict(learning_rate=0.001, batch_size=8, steps=4, filters=(4, 8), dense_units=16, dropout=0.4,
+    values = dict(learning_rate=0.001, batch_size=8, steps=4, layout="chapter", filters=(4, 8), dense_units=16, dropout=0.4,
                   test_summary_steps=2)
     return ConvnetParams(**(values | overrides))
 
@@ -41,6 +41,15 @@ def test_dropout_only_while_training_and_seeded():
     np.testing.assert_array_equal(outputs(1, True), outputs(1, True))
     assert not np.array_equal(outputs(1, True), outputs(1, False))
     assert not np.array_equal(outputs(1, False), outputs(2, False))
+
+
+def test_photo_layout_averages_the_last_map_so_the_dense_layer_stays_small():
+    model = convnet.ConvNet((150, 150, 3), 2, small(layout="photo"), seed=0)
+    assert tuple(model.dense_kernel.shape) == (8, 16)  # not 35 * 35 * 8
+    images = np.random.default_rng(0).integers(0, 256, size=(2, 150, 150, 3), dtype=np.uint8)
+    logits, _ = model.forward(tf.constant(images), training=False)
+    np.testing.assert_allclose(model.to_keras((150, 150, 3)).predict(images, verbose=0), tf.nn.softmax(logits).numpy(),
+                               atol=1e-5)
 
 
 def test_too_small_images_are_refused():

@@ -1,7 +1,9 @@
 """The chapter's multi-layer convolutional network, in low-level TensorFlow (tf.Module, tf.nn, GradientTape).
 
 conv 64 (3x3, relu) -> max-pool 2x2 -> conv 128 (3x3, relu) -> max-pool 2x2 -> dense 1024 relu ->
-dropout 0.4 (only while training) -> logits; softmax cross-entropy, Adam. Each layer runs in its own
+dropout 0.4 (only while training) -> logits; softmax cross-entropy, Adam. Layout "chapter" flattens the
+last feature map into the dense layer, as the chapter does for 28x28 digits (5x5x128); "photo" averages
+it over the image first (at 150x150 the flattened map would be 35x35x128 into 1024: 160 M weights). Each layer runs in its own
 name scope, so TensorBoard's graph tab shows the layers, and every step returns each layer's output
 for the chapter's summaries (mean, standard deviation, max, min, histogram). The trained variables
 are then copied into the equivalent Keras model, which the stage saves and logs like every other.
@@ -37,9 +39,12 @@ class ConvNet(tf.Module):
         height, width, channels = input_shape
         first, second = config.filters
         side_h, side_w = _side(height), _side(width)
-        flat = side_h * side_w * second
         if side_h < 1 or side_w < 1:
             raise ValueError(f"convnet: images of {height}x{width} are too small for two conv/pool blocks")
+        if config.layout not in ("chapter", "photo"):
+            raise ValueError(f"convnet.layout must be resolved to chapter or photo, got {config.layout!r}")
+        self.layout = config.layout
+        flat = side_h * side_w * second if self.layout == "chapter" else second
         kernel_area = KERNEL * KERNEL
         self.conv1_kernel = tf.Variable(_glorot([KERNEL, KERNEL, channels, first], kernel_area * channels,
                                                 kernel_area * first, [seed, 1]), name="conv1/kernel")
@@ -77,7 +82,7 @@ class ConvNet(tf.Module):
         with tf.name_scope("pool2"):
             x = outputs["pool2"] = tf.nn.max_pool2d(x, POOL, POOL, "VALID")
         with tf.name_scope("flatten"):
-            x = tf.reshape(x, [tf.shape(x)[0], -1])
+            x = tf.reshape(x, [tf.shape(x)[0], -1]) if self.layout == "chapter" else tf.reduce_mean(x, axis=[1, 2])
         with tf.name_scope("dense"):
             x = outputs["dense"] = tf.nn.relu(tf.matmul(x, self.dense_kernel) + self.dense_bias)
         if training and self.dropout_rate > 0:
@@ -121,7 +126,8 @@ class ConvNet(tf.Module):
         x = layers.Rescaling(SCALE, dtype="float32", name="rescale")(inputs)
         x = layers.MaxPooling2D(POOL, name="pool1")(conv1(x))
         x = layers.MaxPooling2D(POOL, name="pool2")(conv2(x))
-        x = layers.Dropout(self.dropout_rate, name="dropout")(dense(layers.Flatten(name="flatten")(x)))
+        flatten = layers.Flatten(name="flatten") if self.layout == "chapter" else layers.GlobalAveragePooling2D(name="flatten")
+        x = layers.Dropout(self.dropout_rate, name="dropout")(dense(flatten(x)))
         model = keras.Model(inputs, logits(x), name="convnet")
         values = [variable.numpy() for variable in self.parameters()]
         for index, layer in enumerate((conv1, conv2, dense, logits)):

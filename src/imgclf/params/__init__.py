@@ -139,6 +139,9 @@ def resolve(params: Params) -> Params:
     cnn = params.cnn
     if cnn.layout == "auto":
         cnn = dataclasses.replace(cnn, layout="photo" if source.photo else "chapter")
+    convnet = params.convnet
+    if convnet.layout == "auto":
+        convnet = dataclasses.replace(convnet, layout="photo" if source.photo else "chapter")
     augmentation = params.augmentation
     if augmentation.horizontal_flip == "auto":
         augmentation = dataclasses.replace(augmentation, horizontal_flip=source.photo)
@@ -151,7 +154,7 @@ def resolve(params: Params) -> Params:
         side = tuple(max(32, length) for length in image.size)
         backbone = dataclasses.replace(backbone, input_size=side)
     return dataclasses.replace(
-        params, image=image, cnn=cnn, augmentation=augmentation, backbone=backbone
+        params, image=image, cnn=cnn, convnet=convnet, augmentation=augmentation, backbone=backbone
     )
 
 

@@ -79,6 +79,7 @@ class ConvnetParams:
     learning_rate: float = spec(number(0.0, 10.0, low_open=True))
     batch_size: int = spec(integer(1, 65536))
     steps: int = spec(integer(1))
+    layout: str = spec(choice("auto", "chapter", "photo"))
     filters: tuple[int, ...] = spec(int_list(1, 2048, length=2))
     dense_units: int = spec(integer(1, 65536))
     dropout: float = spec(number(0.0, 1.0, high_open=True))
