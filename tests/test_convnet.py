@@ -52,6 +52,15 @@ def test_photo_layout_averages_the_last_map_so_the_dense_layer_stays_small():
                                atol=1e-5)
 
 
+def test_summaries_cover_a_whole_batch_of_digits_and_a_bounded_sample_of_photos():
+    digits = convnet.ConvNet((28, 28, 1), 10, small(filters=(64, 128)), seed=0)
+    photos = convnet.ConvNet((150, 150, 3), 2, small(filters=(64, 128), layout="photo"), seed=0)
+    assert digits.summary_images >= 100 and photos.summary_images == 5_000_000 // (74 * 74 * 64)
+    images = tf.constant(np.zeros((20, 150, 150, 3), np.uint8))
+    _, outputs = photos.forward(images, training=False)
+    assert outputs["conv1"].shape == (photos.summary_images, 74, 74, 64)  # stride 2: a quarter of the work
+
+
 def test_too_small_images_are_refused():
     with pytest.raises(ValueError, match="too small"):
         convnet.ConvNet((8, 8, 1), 2, small(), seed=0)

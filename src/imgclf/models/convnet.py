@@ -21,6 +21,10 @@ from imgclf.params import ConvnetParams
 
 KERNEL = 3
 POOL = 2
+PHOTO_STRIDE = 2  # the photo layout's first convolution: a quarter of the work at 150x150
+# Each step's layer summaries cover the first images of the batch, as many as keep the largest layer output
+# (conv1's) within this many values: a whole batch of 100 digits (4.3 M), 14 photos at 150x150.
+SUMMARY_VALUES = 5_000_000
 # The layers whose outputs are summarised, in order (the name scopes of the graph).
 LAYERS = ("conv1", "pool1", "conv2", "pool2", "dense", "logits")
 
@@ -38,12 +42,16 @@ class ConvNet(tf.Module):
         super().__init__(name="convnet")
         height, width, channels = input_shape
         first, second = config.filters
-        side_h, side_w = _side(height), _side(width)
-        if side_h < 1 or side_w < 1:
-            raise ValueError(f"convnet: images of {height}x{width} are too small for two conv/pool blocks")
         if config.layout not in ("chapter", "photo"):
             raise ValueError(f"convnet.layout must be resolved to chapter or photo, got {config.layout!r}")
         self.layout = config.layout
+        self.stride = 1 if self.layout == "chapter" else PHOTO_STRIDE
+        side_h, side_w = _side(height, self.stride), _side(width, self.stride)
+        if side_h < 1 or side_w < 1:
+            raise ValueError(f"convnet: images of {height}x{width} are too small for two conv/pool blocks")
+        # The layer outputs summarised each step: at most SUMMARY_VALUES values of the largest (conv1's).
+        conv1_values = _side(height, self.stride, blocks=0) * _side(width, self.stride, blocks=0) * first
+        self.summary_images = max(1, SUMMARY_VALUES // conv1_values)
         flat = side_h * side_w * second if self.layout == "chapter" else second
         kernel_area = KERNEL * KERNEL
         self.conv1_kernel = tf.Variable(_glorot([KERNEL, KERNEL, channels, first], kernel_area * channels,
@@ -69,12 +77,13 @@ class ConvNet(tf.Module):
                 self.dense_kernel, self.dense_bias, self.logits_kernel, self.logits_bias]
 
     def forward(self, images: tf.Tensor, training: bool) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
-        """(logits, every layer's output) of a uint8 batch; dropout only when `training`."""
+        """(logits, every layer's output for the summaries: of the batch's first `summary_images`) of a uint8
+        batch; dropout only when `training`."""
         outputs: dict[str, tf.Tensor] = {}
         with tf.name_scope("input"):
             x = rescale(images)
         with tf.name_scope("conv1"):
-            x = outputs["conv1"] = tf.nn.relu(tf.nn.conv2d(x, self.conv1_kernel, 1, "VALID") + self.conv1_bias)
+            x = outputs["conv1"] = tf.nn.relu(tf.nn.conv2d(x, self.conv1_kernel, self.stride, "VALID") + self.conv1_bias)
         with tf.name_scope("pool1"):
             x = outputs["pool1"] = tf.nn.max_pool2d(x, POOL, POOL, "VALID")
         with tf.name_scope("conv2"):
@@ -91,7 +100,7 @@ class ConvNet(tf.Module):
                 x = tf.nn.experimental.stateless_dropout(x, self.dropout_rate, seed=seed)
         with tf.name_scope("logits"):
             logits = outputs["logits"] = tf.matmul(x, self.logits_kernel) + self.logits_bias
-        return logits, outputs
+        return logits, {name: value[:self.summary_images] for name, value in outputs.items()}
 
     @tf.function
     def train_step(self, images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, dict[str, tf.Tensor]]:
@@ -119,7 +128,7 @@ class ConvNet(tf.Module):
         """The same network as Keras layers carrying the trained variables: the model to save and log."""
         layers = keras.layers
         inputs = keras.Input(shape=input_shape, dtype="uint8", name="image")
-        conv1 = layers.Conv2D(self.conv1_bias.shape[0], KERNEL, activation="relu", name="conv1")
+        conv1 = layers.Conv2D(self.conv1_bias.shape[0], KERNEL, strides=self.stride, activation="relu", name="conv1")
         conv2 = layers.Conv2D(self.conv2_bias.shape[0], KERNEL, activation="relu", name="conv2")
         dense = layers.Dense(self.dense_bias.shape[0], activation="relu", name="dense")
         logits = layers.Dense(self.logits_bias.shape[0], activation="softmax", name="class")
@@ -135,8 +144,13 @@ class ConvNet(tf.Module):
         return model
 
 
-def _side(length: int) -> int:
-    """A side after two (valid 3x3 conv, 2x2 max-pool) blocks: 28 -> 26 -> 13 -> 11 -> 5."""
-    for _ in range(2):
+def _side(length: int, first_stride: int, blocks: int = 2) -> int:
+    """A side after `blocks` (valid 3x3 conv, 2x2 max-pool) blocks, the first conv's stride `first_stride`
+    (blocks=0: after the first conv alone): 28 -> 26 -> 13 -> 11 -> 5; photos 150 -> 74 -> 37 -> 35 -> 17."""
+    length = (length - KERNEL) // first_stride + 1
+    if blocks == 0:
+        return length
+    length //= POOL
+    for _ in range(blocks - 1):
         length = (length - KERNEL + 1) // POOL
     return length
