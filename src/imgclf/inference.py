@@ -23,9 +23,12 @@ from imgclf import atomic, model_file
 from imgclf.data.decode import ImageSpec, UnreadableImage, pixels
 from imgclf.errors import UserError
 
-LATENCY_CALLS = 30  # batch-1 calls whose median is the latency
+LATENCY_CALLS = 30  # batch-1 calls whose median is the latency (fewer past LATENCY_BUDGET_S)
+MIN_LATENCY_CALLS = 5
+LATENCY_BUDGET_S = 1.5
 THROUGHPUT_BATCH = 32
-THROUGHPUT_CALLS = 8
+THROUGHPUT_CALLS = 8  # (fewer past THROUGHPUT_BUDGET_S)
+THROUGHPUT_BUDGET_S = 2.0
 # Names the served model's output uses for its own columns: no class may be called so.
 RESERVED_COLUMNS = ("label", "probability")
 
@@ -168,25 +171,30 @@ def _attempt(decode) -> np.ndarray | str:
 def measure(classifier: Classifier, seed: int = 0) -> dict[str, float]:
     """Inference figures on this machine: median batch-1 latency (ms) and images/s at batch 32.
 
+    Time-boxed, so a big model costs its stage seconds, not minutes: after one warm-up call of each
+    batch size (tracing), up to LATENCY_CALLS batch-1 calls or LATENCY_BUDGET_S (at least
+    MIN_LATENCY_CALLS), then up to THROUGHPUT_CALLS batch-32 calls or THROUGHPUT_BUDGET_S (at least one).
     Run-specific (they vary run to run): MLflow metrics, never DVC outputs.
     """
     spec = classifier.spec
     rng = np.random.default_rng(seed)
     batch = rng.integers(0, 256, size=(THROUGHPUT_BATCH, spec.height, spec.width, spec.channels), dtype=np.uint8)
     single = batch[:1]
-    for _ in range(3):  # tracing, warm-up
-        classifier.probabilities(single)
-        classifier.probabilities(batch)
-    latencies = []
-    for _ in range(LATENCY_CALLS):
-        started = time.perf_counter()
-        classifier.probabilities(single)
-        latencies.append(time.perf_counter() - started)
-    started = time.perf_counter()
-    for _ in range(THROUGHPUT_CALLS):
-        classifier.probabilities(batch)
-    seconds = time.perf_counter() - started
+    classifier.probabilities(single)  # tracing, warm-up
+    classifier.probabilities(batch)
+    latencies = _timed_calls(lambda: classifier.probabilities(single), LATENCY_CALLS, MIN_LATENCY_CALLS, LATENCY_BUDGET_S)
+    throughput = _timed_calls(lambda: classifier.probabilities(batch), THROUGHPUT_CALLS, 1, THROUGHPUT_BUDGET_S)
     return {
         "latency_ms_batch1": float(np.median(latencies) * 1000.0),
-        "images_per_s_batch32": THROUGHPUT_BATCH * THROUGHPUT_CALLS / seconds,
+        "images_per_s_batch32": THROUGHPUT_BATCH * len(throughput) / sum(throughput),
     }
+
+
+def _timed_calls(call, most: int, least: int, budget_s: float) -> list[float]:
+    """Seconds of each call: `most` calls, or fewer (but `least`) once `budget_s` is spent."""
+    seconds: list[float] = []
+    while len(seconds) < most and (len(seconds) < least or sum(seconds) < budget_s):
+        started = time.perf_counter()
+        call()
+        seconds.append(time.perf_counter() - started)
+    return seconds
