@@ -144,3 +144,23 @@ def test_the_csv_must_hold_every_label_column(tmp_path, workspace, mlflow_store,
         run_stage_script("download")
     assert ("the CSV has no color column (its columns: path, pattern, colour): give it a path column and the label "
             "columns data.label_columns names (pattern, color)") in capsys.readouterr().err
+
+
+def test_the_logged_classifier_serves_each_head(two_heads, write_params, run_stage_script, workspace):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from conftest import STAGE_RUNS
+
+    write_params(TINY_TRAINING | OWN | {"data.source": "csv", "data.path": str(two_heads), "image.color_mode": "rgb",
+                                        "data.label_columns": ["pattern", "color"], "mlflow.log_model": True})
+    run_stage_script("baseline")
+    client = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                                f"{STAGE_RUNS} and tags.`dvc.stage` = 'baseline'")
+    model = mlflow.pyfunc.load_model(f"models:/{run.data.tags['imgclf.classifier_model_id']}")
+    outputs = [spec.name for spec in model.metadata.get_output_schema().inputs]
+    assert outputs[:2] == ["pattern", "pattern_probability"] and "color=light" in outputs
+    image = sorted((workspace / "data" / "split" / "test").rglob("*.png"))[0]
+    answer = model.predict(pd.DataFrame({serving.IMAGE_COLUMN: [base64.b64encode(image.read_bytes()).decode()]}))
+    assert list(answer.columns) == outputs and answer["color"].iloc[0] in COLORS

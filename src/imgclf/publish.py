@@ -46,10 +46,9 @@ def model_stage(
     labels, probabilities = evaluation.predict(model, test)
     if heads:
         metrics = evaluation.heads_metrics(labels, probabilities, dict(heads))
-        image_model = image_model or joined(model)
     else:
         metrics = evaluation.test_metrics(labels, probabilities, class_names)
-    deployable = model_file.without_optimizer(image_model or model)
+    deployable = model_file.without_optimizer(image_model or (joined(model) if heads else model))
     metrics |= {
         "epochs": len(fitted.history.get("loss", [])),
         "trainable_params": int(sum(np.prod(weight.shape) for weight in model.trainable_weights)),
