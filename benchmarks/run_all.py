@@ -235,6 +235,55 @@ def summary_rows() -> list[tuple[str, str, str, str, str]]:
     return rows
 
 
+CHAPTER_TRAINING = ("perceptron", "convnet", "baseline", "augmented", "top", "finetune")
+
+
+def chapter_table() -> list[str]:
+    """Markdown lines: the chapter workload per stage and precision (results/chapter.json), or none."""
+    data = _load("chapter")
+    if not data:
+        return []
+    targets = data["targets"]
+    machine = data.get("machine", {})
+    lines = ["", f"## The chapter workload ({data['images']:,} photo JPEGs, dogs-vs-cats, 1,000 train + 400 test "
+             f"per class at 150x150, `dvc repro` in a fresh clone; load before {_loads(data)})", "",
+             "Seconds per stage: wall (DVC's stage, process start to saved outputs), its MLflow run, its work "
+             "(training loop or extraction), the compute-bound ideal (the same steps of the same model on tensors in "
+             "memory), ideal / work, and the fixed cost (wall - work). Targets: training stages >= "
+             f"{targets['train_ratio_min']} of their ideal, bottleneck >= {targets['bottleneck_ratio_min']}, fixed "
+             f"<= {targets['fixed_cost_max_s']:.0f} s, augmented / baseline work <= "
+             f"{targets['augmented_over_baseline_max']}.", "",
+             "| precision | stage | wall | run | work | ideal | ratio | fixed | status |", "|---|---|---|---|---|---|---|---|---|"]
+    for precision, run in data["runs"].items():
+        if "skipped" in run:
+            lines.append(f"| {precision} | skipped: {run['skipped']} | | | | | | | |")
+            continue
+        for stage, row in run["stages"].items():
+            ratio_min = targets["bottleneck_ratio_min"] if stage == "bottleneck" else targets["train_ratio_min"]
+            checks = [row["fixed_s"] <= targets["fixed_cost_max_s"]]
+            if row["ratio"] is not None:
+                checks.append(row["ratio"] >= ratio_min)
+            cells = [_seconds(row.get(key)) for key in ("wall_s", "run_s", "work_s", "ideal_s")]
+            ratio = "" if row["ratio"] is None else f"{row['ratio']:.2f}"
+            lines.append(f"| {precision} | {stage} | " + " | ".join(cells) + f" | {ratio} | {row['fixed_s']:.1f} | "
+                         f"{_mark(all(checks))} |")
+        stages = run["stages"]
+        if stages.get("baseline", {}).get("work_s") and stages.get("augmented", {}).get("work_s"):
+            over = stages["augmented"]["work_s"] / stages["baseline"]["work_s"]
+            lines.append(f"| {precision} | augmented / baseline work | | | {over:.2f} | | | | "
+                         f"{_mark(over <= targets['augmented_over_baseline_max'])} |")
+        lines.append(f"| {precision} | whole `dvc repro` | {run['seconds']:.0f} | | | | | | "
+                     f"{_mark(run['seconds'] <= targets['whole_max_s'])} (<= {targets['whole_max_s']:.0f} s) |")
+    if machine:
+        lines += ["", f"Machine of this table: {machine.get('cpu_model', '?')} "
+                  f"({' '.join(machine.get('cpu_flags', []))}), {machine.get('cpu_usable_cores', '?')} cores."]
+    return lines
+
+
+def _seconds(value: float | None) -> str:
+    return "" if value is None or value != value else f"{value:.1f}"
+
+
 def write_summary(total_s: float | None, runs: dict) -> str:
     machine = machine_info()
     lines = [
@@ -252,6 +301,7 @@ def write_summary(total_s: float | None, runs: dict) -> str:
     ]
     for row in summary_rows():
         lines.append("| " + " | ".join(cell.replace("|", "/") for cell in row) + " |")
+    lines += chapter_table()
     if runs:
         lines += ["", "Run times: " + ", ".join(f"{name} {info['seconds']:.0f} s (exit {info['exit']})"
                                                 for name, info in runs.items())]

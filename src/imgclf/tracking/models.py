@@ -9,11 +9,10 @@ model on features, through the sklearn flavor with skops serialization. Its mode
 
 from __future__ import annotations
 
-import contextlib
 import os
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import mlflow
 import numpy as np
@@ -34,11 +33,16 @@ SERVED_CODE = Path(serving.__file__).with_name("served_model.py")
 
 
 def log_keras_model(tracked: StageRun, model: Any, input_example: np.ndarray, metadata: Mapping[str, Any]) -> None:
-    """The model through MLflow's keras flavor, with a signature inferred from an example."""
+    """The model through MLflow's keras flavor, with a signature inferred from an example.
+
+    The example itself is not logged with it: MLflow would validate it by loading the model back and
+    predicting (6 s for VGG16 at 150x150, on top of the flavor's own save). The served classifier,
+    logged next from the same file, keeps its input example and that check.
+    """
     signature = infer_signature(input_example, model.predict(input_example, verbose=0))
-    with store.store_lock(tracked.uri), _keras_example_folder_fix():
+    with store.store_lock(tracked.uri):
         mlflow.keras.log_model(
-            model, name=KERAS_MODEL, signature=signature, input_example=input_example,
+            model, name=KERAS_MODEL, signature=signature,
             pip_requirements=_requirements("mlflow", "keras", "tensorflow", "numpy"), metadata=dict(metadata),
         )
 
@@ -66,25 +70,6 @@ def _requirements(*names: str) -> list[str]:
     """Pinned to what is installed. Listed, because MLflow's inference of them loads the model once
     more in a subprocess, for every logged model."""
     return [f"{name}=={version(name)}" for name in names]
-
-
-@contextlib.contextmanager
-def _keras_example_folder_fix() -> Iterator[None]:
-    """mlflow.keras.save_model writes input_example.json before creating the model folder
-    (mlflow#16183, open in 3.17): create the folder first, for the duration of one log_model."""
-    from mlflow.keras import save as keras_save
-
-    original = keras_save._save_example
-
-    def save_example(mlflow_model: Any, input_example: Any, path: str, *args: Any, **kwargs: Any) -> Any:
-        os.makedirs(path, exist_ok=True)
-        return original(mlflow_model, input_example, path, *args, **kwargs)
-
-    keras_save._save_example = save_example
-    try:
-        yield
-    finally:
-        keras_save._save_example = original
 
 
 def log_sklearn_model(
