@@ -9,8 +9,9 @@ where bf16 is emulated). For every stage:
 - wall: from DVC's "Running stage" line to the next (process start, imports, the run, DVC's saving);
 - run: the stage's MLflow run, start to end;
 - work: the training loop (MLflow's `training_seconds`) or, for bottleneck, the extraction pass;
-- ideal: the same number of train steps (bottleneck: forward passes; Keras stages: and their
-  validation passes) of the same model, same batch size and precision, on tensors already in memory:
+- ideal: the same number of train steps (bottleneck: forward passes; and the evaluation passes the
+  stage makes: Keras stages' validation, perceptron's and convnet's validation and convnet's test-set
+  summaries) of the same model, same batch size and precision, on tensors already in memory:
   the first step (tracing) timed alone, then `--probe-steps` steps timed and scaled to the stage's count;
 - ratio = ideal / work (1: the stage trains at the machine's limit); fixed = wall - work: what a
   stage costs besides its work (process start, imports, MLflow, loading, testing, publishing).
@@ -159,15 +160,26 @@ def ideals(probe: int) -> dict[str, float]:
             if validation_steps else 0.0
         return train + evaluate
 
+    test_images = sum(counts["test"].values())
+
+    def low_level(model, settings, test_every: int = 0) -> float:
+        """Its train steps, plus the evaluation passes lowlevel.train makes: the validation split at each
+        epoch's end and, every `test_every` steps, the whole test split."""
+        images, labels = batch_of(settings.batch_size, shape)
+        train = timed_steps(lambda: model.train_step(images, labels), settings.steps, probe)
+        epochs = math.ceil(settings.steps / math.ceil(fit_images / settings.batch_size))
+        passes = epochs * math.ceil(validation_images / settings.batch_size)
+        if test_every:
+            passes += settings.steps // test_every * math.ceil(test_images / settings.batch_size)
+        return train + (timed_steps(lambda: model.batch_metrics(images, labels), passes, probe) if passes else 0.0)
+
     found: dict[str, float] = {}
     determinism.seed_everything(params.seed)
-    low = perceptron.SoftmaxRegression(math.prod(shape), classes, params.perceptron.init_stddev,
-                                       params.perceptron.learning_rate, params.seed)
-    images, labels = batch_of(params.perceptron.batch_size, shape)
-    found["perceptron"] = timed_steps(lambda: low.train_step(images, labels), params.perceptron.steps, probe)
-    net = convnet.ConvNet(shape, classes, params.convnet, params.seed)
-    images, labels = batch_of(params.convnet.batch_size, shape)
-    found["convnet"] = timed_steps(lambda: net.train_step(images, labels), params.convnet.steps, probe)
+    found["perceptron"] = low_level(perceptron.SoftmaxRegression(
+        math.prod(shape), classes, params.perceptron.init_stddev, params.perceptron.learning_rate, params.seed),
+        params.perceptron)
+    found["convnet"] = low_level(convnet.ConvNet(shape, classes, params.convnet, params.seed), params.convnet,
+                                 params.convnet.test_summary_steps)
     for stage in ("baseline", "augmented"):
         keras.backend.clear_session()
         determinism.set_precision(params.cnn.precision)
