@@ -8,7 +8,7 @@ UI_PORT ?= 5000
 SERVE_PORT ?= 5001
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock repro test test-slow test-all lint deps ui tensorboard compare serve server server-stop remote bench clean
+.PHONY: help install lock repro test test-slow test-all lint deps ui tensorboard compare serve server server-stop remote bench bench-chapter clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -85,6 +85,9 @@ remote: $(STAMP) ## make the team server's S3 bucket the default DVC remote (the
 
 bench: $(STAMP) ## run the benchmarks, write benchmarks/results/*.json
 	$(RUN) python benchmarks/run_all.py
+
+bench-chapter: $(STAMP) ## the chapter workload stage by stage, float32 and bf16 (~30 min), into the summary
+	$(RUN) python benchmarks/run_all.py --only chapter
 
 clean: ## remove pipeline outputs (not the MLflow store)
 	rm -rf data models metrics plots reports/*.png logs
