@@ -13,8 +13,9 @@ where bf16 is emulated). For every stage:
   stage makes: Keras stages' validation, perceptron's and convnet's validation and convnet's test-set
   summaries) of the same model, same batch size and precision, on tensors already in memory:
   the first step (tracing) timed alone, then `--probe-steps` steps timed and scaled to the stage's count;
-- ratio = ideal / work (1: the stage trains at the machine's limit); fixed = wall - work: what a
-  stage costs besides its work (process start, imports, MLflow, loading, testing, publishing).
+- test: the model's pass over the test split (MLflow's `test_seconds`);
+- ratio = ideal / work (1: the stage trains at the machine's limit); fixed = wall - work - test: what
+  a stage costs besides its work (process start, imports, MLflow, loading, saving, publishing, DVC).
 
     python benchmarks/chapter.py [--precisions float32,mixed_bfloat16] [--probe-steps 12] [--keep]
 """
@@ -96,16 +97,19 @@ def pipeline(precision: str, zip_path: Path, probe_steps: int, keep: bool) -> di
     for stage, wall in repro["stage_seconds"].items():
         run = runs.get(stage, {})
         work = work_seconds(stage, run.get("metrics", {}))
+        test = run.get("metrics", {}).get("test_seconds")
         ideal = ideals.get(stage)
         stages[stage] = {
             "wall_s": round(wall, 1), "run_s": round(run.get("run_s", float("nan")), 1),
             "work_s": None if work is None else round(work, 1),
+            "test_s": None if test is None else round(test, 1),
             "ideal_s": None if ideal is None else round(ideal, 1),
             "ratio": None if not (work and ideal) else round(ideal / work, 2),
-            "fixed_s": round(wall - (work or 0.0), 1),
+            "fixed_s": round(wall - (work or 0.0) - (test or 0.0), 1),
         }
         print(f"  {stage:11} wall {wall:6.1f} s, run {stages[stage]['run_s']:6.1f} s, work {work or 0:6.1f} s, "
-              f"ideal {ideal or 0:6.1f} s, ratio {stages[stage]['ratio']}, fixed {stages[stage]['fixed_s']} s", flush=True)
+              f"test {test or 0:5.1f} s, ideal {ideal or 0:6.1f} s, ratio {stages[stage]['ratio']}, "
+              f"fixed {stages[stage]['fixed_s']} s", flush=True)
     return {"seconds": round(repro["seconds"], 1), "stages": stages}
 
 

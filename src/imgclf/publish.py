@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -43,7 +44,9 @@ def model_stage(
     their mean, the saved and served model joins the heads into one output.
     Returns the metrics written to metrics/<stage>.json (only what data and params determine).
     """
+    started = time.perf_counter()
     labels, probabilities = evaluation.predict(model, test)
+    test_seconds = time.perf_counter() - started  # run-specific: MLflow only
     if heads:
         metrics = evaluation.heads_metrics(labels, probabilities, dict(heads))
     else:
@@ -78,7 +81,7 @@ def model_stage(
     tracked.log_history(fitted.history)
     final = {key: value for key, value in flatten(metrics).items() if isinstance(value, (int, float))}
     # Run-specific: MLflow only, never the JSON.
-    final |= fitted.speed()
+    final |= fitted.speed() | {"test_seconds": test_seconds}
     final |= inference.measure(classifier, params.seed)
     tracked.log_metrics(final)
     tracked.log_artifact(paths.metrics_file(stage), "metrics")
