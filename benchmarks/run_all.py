@@ -239,9 +239,6 @@ def summary_rows() -> list[tuple[str, str, str, str, str]]:
     return rows
 
 
-CHAPTER_TRAINING = ("perceptron", "convnet", "baseline", "augmented", "top", "finetune")
-
-
 def chapter_table() -> list[str]:
     """Markdown lines: the chapter workload per stage and precision (results/chapter.json), or none."""
     data = _load("chapter")
@@ -262,7 +259,7 @@ def chapter_table() -> list[str]:
              "|---|---|---|---|---|---|---|---|---|---|"]
     for precision, run in data["runs"].items():
         if "skipped" in run:
-            lines.append(f"| {precision} | skipped: {run['skipped']} | | | | | | | |")
+            lines.append(f"| {precision} | skipped: {run['skipped']} | | | | | | | | |")
             continue
         for stage, row in run["stages"].items():
             ratio_min = targets["bottleneck_ratio_min"] if stage == "bottleneck" else targets["train_ratio_min"]
