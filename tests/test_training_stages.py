@@ -155,9 +155,11 @@ def test_endless_repeats_whole_passes():
     assert fit.endless(None) == (None, None)
 
 
-def test_fit_runs_one_pass_per_epoch(tmp_path):
+def test_fit_runs_one_pass_per_epoch(tmp_path, monkeypatch):
     import keras
     import tensorflow as tf
+
+    monkeypatch.chdir(tmp_path)  # fit writes TensorBoard events to logs/<stage>/ under the working directory
 
     from imgclf import fit
 
