@@ -17,6 +17,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from imgclf.data import pipeline
 from imgclf.params import AugmentationParams
 
 
@@ -167,7 +168,7 @@ def augment_dataset(
         batch_seed = tf.stack([tf.constant(seed, tf.int64), index])
         return layer(images, seed=batch_seed), labels
 
-    return (
+    return pipeline.without_autotuning(
         dataset.repeat()
         .enumerate()
         .map(augment, num_parallel_calls=tf.data.AUTOTUNE)
