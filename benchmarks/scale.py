@@ -3,7 +3,8 @@ the bottleneck stage on 1,000 vs 10,000 images.
 
 The archive is generated once (benchmarks/work/archives/): Kaggle's layout, train/cat.N.jpg and
 train/dog.N.jpg, small photo-like JPEGs of 48-96 px. The 50,000-image archive holds the 25,000
-images twice under new names (train/cat.12500.jpg ...): the split checks names, not content.
+images twice under new names (train/cat.12500.jpg ...), each copy made distinct by a JPEG comment
+segment (the split skips a file whose bytes repeat another's, so byte-equal copies would all be skipped).
 Each stage runs as the pipeline runs it, `python -m stages.<stage>` in a workspace with its own
 params.yaml and MLflow store; the figures are that process's wall time and peak RSS (ru_maxrss
 from wait4: the stage process, and any child it waited for). The split takes every image
@@ -32,8 +33,8 @@ FLAT_TOLERANCE = 0.10  # "flat": peak RSS at 2x the archive within 10 % (+ a few
 
 
 def doubled_zip(source: Path, images: int) -> Path:
-    """An archive with every image of `source` twice (the copy under new numbers)."""
-    target = source.parent / f"train-{images}.zip"
+    """An archive with every image of `source` twice (the copy under new numbers, a comment making its bytes new)."""
+    target = source.parent / f"train-{images}-distinct.zip"
     if target.is_file():
         return target
     temp = target.with_suffix(".partial")
@@ -44,9 +45,14 @@ def doubled_zip(source: Path, images: int) -> Path:
             data = reader.read(name)
             writer.writestr(name, data)
             folder, label, number, extension = _parts(name)
-            writer.writestr(f"{folder}/{label}.{int(number) + offset}.{extension}", data)
+            writer.writestr(f"{folder}/{label}.{int(number) + offset}.{extension}", _commented(data))
     temp.rename(target)
     return target
+
+
+def _commented(jpeg: bytes) -> bytes:
+    """The same image, other bytes: a COM segment (FF FE, length 6, "copy") right after the SOI marker."""
+    return jpeg[:2] + b"\xff\xfe\x00\x06copy" + jpeg[2:]
 
 
 def _parts(name: str) -> tuple[str, str, str, str]:
