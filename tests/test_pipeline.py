@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
+from imgclf import augmentation
 from imgclf.data import pipeline
 from imgclf.errors import UserError
 
@@ -38,11 +39,15 @@ def test_loads_train_validation_and_test(make_split, write_params):
 def test_no_stream_is_autotuned(make_split, write_params):
     # On 2 cores tf.data's tuning threads took the CPU from training; dropping an autotuned iterator stalled ~2 s.
     make_split(train=10, test=2)
-    data = pipeline.load_split(write_params({"image.size": [16, 16]}), batch_size=5)
+    config = write_params({"image.size": [16, 16]})
+    data = pipeline.load_split(config, batch_size=5)
     assert data.validation.options().autotune.enabled is False
     assert data.test.options().autotune.enabled is False
     assert data.train.options().autotune.enabled is False
-    ordered, _, _ = pipeline.load_ordered(write_params({"image.size": [16, 16]}), "test", batch_size=5)
+    # What the stages build on the train stream inherits its options: augmented's and finetune's endless stream.
+    augmented = augmentation.augment_dataset(data.train, config.augmentation, config.seed)
+    assert augmented.options().autotune.enabled is False
+    ordered, _, _ = pipeline.load_ordered(config, "test", batch_size=5)
     assert ordered.options().autotune.enabled is False
     arrays = pipeline.arrays_dataset(np.zeros((4, 3), "float32"), np.array([0, 1, 0, 1]), 2, batch_size=2, seed=1)
     assert arrays.options().autotune.enabled is False

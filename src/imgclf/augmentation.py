@@ -17,7 +17,6 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from imgclf.data import pipeline
 from imgclf.params import AugmentationParams
 
 
@@ -168,7 +167,7 @@ def augment_dataset(
         batch_seed = tf.stack([tf.constant(seed, tf.int64), index])
         return layer(images, seed=batch_seed), labels
 
-    return pipeline.without_autotuning(
+    return (
         dataset.repeat()
         .enumerate()
         .map(augment, num_parallel_calls=tf.data.AUTOTUNE)
