@@ -42,7 +42,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's stages/ (as common does)
+import common  # first: it puts this checkout's src/ and root (its stages/) on sys.path
+
+# isort: split
 import keras
 import numpy as np
 import tensorflow as tf
@@ -53,8 +55,6 @@ import stages.top
 from imgclf import bottleneck, determinism, features
 from imgclf.data import pipeline
 from imgclf.models import backbones, finetune, heads
-
-import common
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 BATCH = 128
