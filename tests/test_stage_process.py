@@ -1,0 +1,20 @@
+"""A stage process's own lifecycle, outside its recipe."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_a_stage_process_freezes_what_is_alive_before_the_interpreter_exits() -> None:
+    """The exit handler of imgclf.stage freezes the heap (gc.freeze), so the interpreter's last
+    collection skips what TensorFlow, Keras and MLflow imported. The probe is registered first, so it
+    runs after imgclf.stage's handler (exit handlers run last-registered first)."""
+    probe = ("import atexit, gc\n"
+             "atexit.register(lambda: print('frozen at exit:', gc.get_freeze_count()))\n"
+             "import imgclf.stage\n"
+             "print('frozen before exit:', gc.get_freeze_count())\n")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    before, at_exit = (int(line.rsplit(":", 1)[1]) for line in result.stdout.splitlines())
+    assert before == 0
+    assert at_exit > 100_000  # everything the stage modules imported
