@@ -152,3 +152,19 @@ def test_predict_bad_arguments_exit_2(arguments, message, tiny_training, run_sta
     run_stage_script("perceptron")
     code, _, err = predict(capsys, "data/split/test", *arguments)
     assert code == 2 and message in err, err
+
+
+@pytest.mark.parametrize("most, least, budget_s, expected", [
+    (10, 1, 0.25, 2),  # a third 0.1 s call would end at 0.3 s: not started
+    (10, 4, 0.25, 4),  # at least `least`, whatever the budget
+    (10, 1, 0.15, 1),  # one call, never a second that ends past the budget
+    (3, 1, 10.0, 3),  # at most `most`
+])
+def test_timed_calls_stop_before_a_call_would_end_past_the_budget(most, least, budget_s, expected) -> None:
+    import time
+
+    from imgclf.inference import _timed_calls
+
+    seconds = _timed_calls(lambda: time.sleep(0.1), most, least, budget_s)
+    assert len(seconds) == expected
+    assert all(0.1 <= second < 0.2 for second in seconds)
