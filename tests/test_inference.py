@@ -161,10 +161,13 @@ def test_predict_bad_arguments_exit_2(arguments, message, tiny_training, run_sta
     (3, 1, 10.0, 3),  # at most `most`
 ])
 def test_timed_calls_stop_before_a_call_would_end_past_the_budget(most, least, budget_s, expected) -> None:
-    import time
-
     from imgclf.inference import _timed_calls
 
-    seconds = _timed_calls(lambda: time.sleep(0.1), most, least, budget_s)
+    now = [0.0]  # a clock that only the calls advance, 0.1 s each: the rule, not the machine's timing
+
+    def call() -> None:
+        now[0] += 0.1
+
+    seconds = _timed_calls(call, most, least, budget_s, clock=lambda: now[0])
     assert len(seconds) == expected
-    assert all(0.1 <= second < 0.2 for second in seconds)
+    assert seconds == pytest.approx([0.1] * expected)
