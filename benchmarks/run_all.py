@@ -381,11 +381,12 @@ def main() -> None:
     record = RESULTS / "run_all.json"
     last = json.loads(record.read_text()) if record.is_file() else {"runs": {}, "total_s": None}
     if runs:
-        machine = machine_info()
+        entry = {"runs": runs, "total_s": total, "machine": machine_info()}
         if set(names) != set(DEFAULT):  # a subset (`make bench-chapter`, --only): its times join the
-            # last full run's, whose total (and machine) stay the `make bench` figures
-            runs, total, machine = last["runs"] | runs, last["total_s"], last.get("machine", machine)
-        record.write_text(json.dumps({**last, "runs": runs, "total_s": total, "machine": machine}, indent=2) + "\n")
+            # last full run's, whose total, machine and note stay the `make bench` figures
+            entry = last | {"runs": last["runs"] | runs}
+            runs, total = entry["runs"], entry["total_s"]
+        record.write_text(json.dumps(entry, indent=2) + "\n")
     else:  # --summary-only: the recorded times
         runs, total = last["runs"], last["total_s"]
     print()
