@@ -38,8 +38,11 @@ IMAGES = 2800
 SIDES = (300, 500)
 WORKLOAD = {"data.source": "dogs-vs-cats", "data.train_per_class": 1000, "data.test_per_class": 400}
 MODEL_STAGES = ("perceptron", "convnet", "baseline", "augmented", "top", "finetune")  # stages with a training loop
+# The whole workload: at most this share of it before, on the same machine (the "before": 427 s on
+# a 2-core EPYC; run_all.py knows the first run on other machines); whole_max_s is that share of 427 s.
+WHOLE_SHARE_MAX = 0.75
 TARGETS = {"train_ratio_min": 0.8, "bottleneck_ratio_min": 0.9, "augmented_over_baseline_max": 1.15,
-           "fixed_cost_max_s": 3.0, "whole_max_s": 0.75 * 427}
+           "fixed_cost_max_s": 3.0, "whole_share_max": WHOLE_SHARE_MAX, "whole_max_s": WHOLE_SHARE_MAX * 427}
 
 
 def bf16_instructions() -> bool:
