@@ -52,9 +52,10 @@ import tensorflow as tf
 import stages.bottleneck
 import stages.svm
 import stages.top
-from imgclf import bottleneck, determinism, features
-from imgclf.data import pipeline
+from imgclf.data import tfdata
 from imgclf.models import backbones, finetune, heads
+from imgclf.training import determinism
+from imgclf.transfer import bottleneck, features
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 BATCH = 128
@@ -122,7 +123,7 @@ def onednn_kernels() -> dict:
 
 
 def op_determinism(enabled: bool) -> None:
-    """Turn TF's op determinism on or off (imgclf.determinism.seed_everything turns it on)."""
+    """Turn TF's op determinism on or off (imgclf.training.determinism.seed_everything turns it on)."""
     from tensorflow.python.framework import config
 
     (config.enable_op_determinism if enabled else config.disable_op_determinism)()
@@ -187,7 +188,7 @@ def project_extraction(workspace: Path, overrides: dict) -> dict:
     speed["median_batch_images_per_s"] = float(np.median(rates)) if rates else float("nan")
     with common.inside(workspace):
         # The same input pipeline with no model: how fast decode + resize alone go.
-        dataset, _, count = pipeline.load_ordered(params, "train", BATCH)
+        dataset, _, count = tfdata.load_ordered(params, "train", BATCH)
         started = time.perf_counter()
         for _ in dataset:
             pass

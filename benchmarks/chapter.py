@@ -137,18 +137,21 @@ def ideals(probe: int) -> dict[str, float]:
     import numpy as np
     import tensorflow as tf
 
-    from imgclf import determinism, features, model_file, paths
     from imgclf import params as params_module
-    from imgclf.data import holdout, pipeline
+    from imgclf import paths
+    from imgclf.data import holdout, tfdata
+    from imgclf.inference import model_file
     from imgclf.models import architectures, backbones, convnet, finetune, heads, perceptron
+    from imgclf.training import determinism
+    from imgclf.transfer import features
 
     params = params_module.load()
-    counts = pipeline.check_layout()
+    counts = tfdata.check_layout()
     classes = len(counts["train"])
     train_images = sum(counts["train"].values())
     fit_images = train_images - holdout.held_out(train_images, params.data.validation_fraction)
     validation_images = train_images - fit_images
-    shape = pipeline.image_shape(params)
+    shape = tfdata.image_shape(params)
     rng = np.random.default_rng(0)
 
     def batch_of(size: int, item_shape: tuple, dtype: str = "uint8"):

@@ -41,7 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 
 sys.path.insert(0, str(common.ROOT / "tests"))  # the tests' server helpers: free port, setsid, wait, stop
-from imgclf import inference, model_file
+from imgclf.inference import model_file
+from imgclf.inference.classifier import Classifier, write_info
 from imgclf.models import architectures
 from imgclf.params import CnnParams
 
@@ -55,16 +56,16 @@ WARMUP_REQUESTS = 20
 TARGETS = {"predict_over_bare_min": 0.8, "served_over_predict_b1_min": 0.6, "p99_over_p50_max": 3.0}
 
 
-def photo_model() -> inference.Classifier:
+def photo_model() -> Classifier:
     config = CnnParams(architecture="simple_cnn", layout="photo", filters=(64, 128), dense_units=1024, dropout=0.3,
                        precision="float32", local_response_normalization=False)
-    return inference.Classifier(architectures.build((150, 150, 3), 2, config), ["cat", "dog"], 40_000_000)
+    return Classifier(architectures.build((150, 150, 3), 2, config), ["cat", "dog"], 40_000_000)
 
 
-def digit_model() -> inference.Classifier:
+def digit_model() -> Classifier:
     config = CnnParams(architecture="simple_cnn", layout="chapter", filters=(64, 128), dense_units=1024, dropout=0.3,
                        precision="float32", local_response_normalization=False)
-    return inference.Classifier(architectures.build((28, 28, 1), 10, config), [str(d) for d in range(10)], 40_000_000)
+    return Classifier(architectures.build((28, 28, 1), 10, config), [str(d) for d in range(10)], 40_000_000)
 
 
 def digit_files(count: int) -> list[Path]:
@@ -84,7 +85,7 @@ def rate(images: int, seconds: float) -> float:
     return images / seconds if seconds else float("nan")
 
 
-def bare_and_predict(classifier: inference.Classifier, files: list[Path]) -> dict:
+def bare_and_predict(classifier: Classifier, files: list[Path]) -> dict:
     """images/s of the bare model call on preloaded batches and of classify_files, same batch; medians."""
     decoded = np.stack([classifier.decode(path.read_bytes(), path.name) for path in files])
     batches = [decoded[start:start + BATCH] for start in range(0, len(decoded), BATCH)]
@@ -104,30 +105,30 @@ def bare_and_predict(classifier: inference.Classifier, files: list[Path]) -> dic
             "predict_over_bare": statistics.median(predict) / statistics.median(bare)}
 
 
-def predict_batch1(classifier: inference.Classifier, files: list[Path]) -> float:
+def predict_batch1(classifier: Classifier, files: list[Path]) -> float:
     list(classifier.classify_files(files[:8], 1))
     started = time.perf_counter()
     outcomes = list(classifier.classify_files(files, 1))
     return rate(len(outcomes), time.perf_counter() - started)
 
 
-def log_served(classifier: inference.Classifier, folder: Path) -> tuple[str, str]:
+def log_served(classifier: Classifier, folder: Path) -> tuple[str, str]:
     """The classifier saved and logged as the served model in a temp store: (tracking URI, model URI)."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from imgclf.tracking import models
+    from imgclf.tracking import logged_models
     from imgclf.tracking.runs import StageRun
 
     model_path, info_path = folder / "model.keras", folder / "classifier.json"
     model_file.save(classifier.model, model_path)
-    inference.write_info(info_path, classifier.class_names, classifier.spec)
+    write_info(info_path, classifier.class_names, classifier.spec)
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     experiment = mlflow.create_experiment("bench", artifact_location=(folder / "mlartifacts").as_uri())
     with mlflow.start_run(experiment_id=experiment) as run:
         example = np.zeros((1, *classifier.model.input_shape[1:]), dtype=np.uint8)
-        model_id = models.log_classifier(StageRun(MlflowClient(uri), run.info.run_id, uri), model_path, info_path,
+        model_id = logged_models.log_classifier(StageRun(MlflowClient(uri), run.info.run_id, uri), model_path, info_path,
                                          list(classifier.class_names), example[0], {})
     return uri, f"models:/{model_id}"
 

@@ -4,14 +4,14 @@ Photo workload: a generated dogs-vs-cats-like folder (500 + 100 JPEGs of 300-500
 made once in benchmarks/work/photos/), decoded and resized to 150x150, the Keras blog's small
 convnet (3 x (Conv 32/32/64 + MaxPool), Flatten, Dense 64, Dropout .5, Dense 2 softmax), batch 32,
 Adam. The same 1,000 training images, model, seed and batch size, fed by:
-  (a) pipeline: imgclf.data.pipeline.load_split (+ imgclf.augmentation.augment_dataset), as the
+  (a) pipeline: imgclf.data.tfdata.load_split (+ imgclf.training.augmentation.augment_dataset), as the
       training stages call them;
   (b) idg:      tf.keras.preprocessing.image.ImageDataGenerator(...).flow_from_directory, the
       chapter's way (Keras 3 still ships it, as keras.src.legacy.preprocessing.image);
   (c) memory:   the decoded images as in-memory tensors (tf.data from_tensor_slices, batched):
       no input work at all, so the compute-bound limit. It has no augmentation: measured once,
       it is the limit of both rows.
-(a) and (c) reach fit() as the training stages' datasets do (imgclf.fit.endless: one
+(a) and (c) reach fit() as the training stages' datasets do (imgclf.training.fit.endless: one
 endless iterator, steps = one pass); (b) is a Keras PyDataset, fed as the chapter feeds it.
 Augmentation off and on (horizontal flip, zoom 0.3, shear 0.3; ImageDataGenerator's shear_range is
 in degrees, so it gets atan(0.3) = 16.7 degrees, the same shear). Side by side: each feed is fitted
@@ -23,7 +23,7 @@ size / median batch interval.
 
 MNIST workload: the offline default's data (mnist-sample digits, 28x28 grayscale; 2,000 of them
 an epoch, split by the project's own download + split functions), the chapter's CNN
-(imgclf.models.cnn, layout chapter) with the baseline stage's batch size and cnn.precision from
+(imgclf.models.simple_cnn, layout chapter) with the baseline stage's batch size and cnn.precision from
 params.yaml, the same three feeds, no augmentation.
 
     python benchmarks/input_pipeline.py [--epochs 1] [--rounds 2] [--skip-mnist]
@@ -43,8 +43,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from imgclf import augmentation, determinism, fit
-from imgclf.data import pipeline
+from imgclf.data import tfdata
+from imgclf.training import augmentation, determinism, fit
 
 import common
 
@@ -112,7 +112,7 @@ def fit_once(build, feed, steps_per_epoch: int | None, epochs: int, seed: int, p
     timer = EpochTimer()
     data = feed()
     if isinstance(data, tf.data.Dataset) and steps_per_epoch is None:
-        # As imgclf.fit.fit feeds every stage: one endless iterator, epochs of one pass (see endless()).
+        # As imgclf.training.fit.fit feeds every stage: one endless iterator, epochs of one pass (see endless()).
         data, steps_per_epoch = fit.endless(data)
     model.fit(data, epochs=1 + epochs, steps_per_epoch=steps_per_epoch, callbacks=[timer], verbose=0)
     determinism.set_precision("float32")
@@ -205,11 +205,11 @@ def photo_rows(epochs: int, rounds: int) -> dict:
     build = lambda: blog_convnet(input_shape, 2)  # noqa: E731
     # The decoded training images, read once through the project's pipeline, for feed (c).
     determinism.seed_everything(params.seed)
-    images, labels = in_memory(pipeline.load_split(params, PHOTO_BATCH, root=split_root).train)
+    images, labels = in_memory(tfdata.load_split(params, PHOTO_BATCH, root=split_root).train)
 
     def project_feed(augmented: bool):
         def feed():
-            data = pipeline.load_split(params, PHOTO_BATCH, root=split_root)
+            data = tfdata.load_split(params, PHOTO_BATCH, root=split_root)
             if not augmented:
                 return data.train
             return augmentation.augment_dataset(data.train, params.augmentation, params.seed)
@@ -261,10 +261,10 @@ def mnist_row(epochs: int, rounds: int) -> dict:
     input_shape = (*size, 1)
     build = lambda: architectures.build(input_shape, 10, params.cnn)  # noqa: E731
     determinism.seed_everything(params.seed)
-    images, labels = in_memory(pipeline.load_split(params, batch_size, root=root).train)
+    images, labels = in_memory(tfdata.load_split(params, batch_size, root=root).train)
     print(f"mnist-sample 28x28, chapter CNN ({count} images, batch {batch_size}, {precision}):", flush=True)
     row = side_by_side([
-        ("a_pipeline", lambda: pipeline.load_split(params, batch_size, root=root).train, None),
+        ("a_pipeline", lambda: tfdata.load_split(params, batch_size, root=root).train, None),
         ("b_idg", idg_feed(root / "train", batch_size, size, "grayscale", params.seed, False), None),
         ("c_memory", memory_feed(images, labels, batch_size), None),
     ], build, count, epochs * rounds, 1, params.seed, precision)  # one round: see photo_rows

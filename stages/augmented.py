@@ -1,8 +1,9 @@
 """augmented: the same CNN as baseline, trained on randomly transformed images (one fused affine each)."""
 
-from imgclf import augmentation, determinism, distribution, featurewise, fit, publish, stage
-from imgclf.data import pipeline
+from imgclf.data import tfdata
 from imgclf.models import architectures
+from imgclf.pipeline import publish, stage
+from imgclf.training import augmentation, determinism, distribution, fit, standardization
 
 SECTIONS = ["seed", "data", "image", "mlflow", "cnn", "augmentation", "train", "augmented"]
 
@@ -11,11 +12,11 @@ def run(params, tracked) -> None:
     settings = params.augmented
     determinism.seed_everything(params.seed)
     determinism.set_precision(params.cnn.precision)
-    data = pipeline.load_split(params, settings.batch_size, heads=True)  # one softmax head per label column
-    statistics = featurewise.fit(data.train, params.augmentation)  # normalization, whitening: fitted on train
+    data = tfdata.load_split(params, settings.batch_size, heads=True)  # one softmax head per label column
+    statistics = standardization.fit(data.train, params.augmentation)  # normalization, whitening: fitted on train
     train = augmentation.augment_dataset(data.train, params.augmentation, params.seed)  # endless
     with distribution.scope(params.train):  # one device, or one replica per device (mirrored)
-        standardize = featurewise.layers(statistics, data.input_shape)  # inside the model: serving sees them
+        standardize = standardization.layers(statistics, data.input_shape)  # inside the model: serving sees them
         model = architectures.build(data.input_shape, len(data.class_names), params.cnn, standardize, data.heads)
         fitted = fit.fit(
             model, train, data.validation, settings, "augmented", data.class_counts,

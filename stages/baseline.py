@@ -1,8 +1,9 @@
 """baseline: the chapter's simple CNN (or another cnn.architecture) on data/split, without augmentation."""
 
-from imgclf import determinism, distribution, fit, publish, stage
-from imgclf.data import pipeline
+from imgclf.data import tfdata
 from imgclf.models import architectures
+from imgclf.pipeline import publish, stage
+from imgclf.training import determinism, distribution, fit
 
 SECTIONS = ["seed", "data", "image", "mlflow", "cnn", "train", "baseline"]
 
@@ -11,7 +12,7 @@ def run(params, tracked) -> None:
     settings = params.baseline
     determinism.seed_everything(params.seed)
     determinism.set_precision(params.cnn.precision)
-    data = pipeline.load_split(params, settings.batch_size, heads=True)  # one softmax head per label column
+    data = tfdata.load_split(params, settings.batch_size, heads=True)  # one softmax head per label column
     with distribution.scope(params.train):  # one device, or one replica per device (mirrored)
         model = architectures.build(data.input_shape, len(data.class_names), params.cnn, heads=data.heads)
         fitted = fit.fit(model, data.train, data.validation, settings, "baseline", data.class_counts)

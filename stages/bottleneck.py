@@ -1,8 +1,11 @@
 """bottleneck: every image of data/split through the backbone, into data/features/{train,test}.npz."""
 
-from imgclf import bottleneck, determinism, paths, stage
-from imgclf.data import pipeline
+from imgclf import paths
+from imgclf.data import tfdata
 from imgclf.models import backbones
+from imgclf.pipeline import stage
+from imgclf.training import determinism
+from imgclf.transfer import bottleneck
 
 SECTIONS = ["seed", "data", "image", "backbone", "bottleneck"]
 
@@ -17,9 +20,9 @@ def run(params, tracked) -> None:
     determinism.set_precision(backbone.precision)
     inputs = {}
     for split in paths.SPLITS:
-        dataset, class_names, count = pipeline.load_ordered(params, split, params.bottleneck.batch_size)
+        dataset, class_names, count = tfdata.load_ordered(params, split, params.bottleneck.batch_size)
         inputs[split] = (dataset, count)
-    extractor = backbones.build_extractor(backbone, params.seed, weights, pipeline.image_shape(params))
+    extractor = backbones.build_extractor(backbone, params.seed, weights, tfdata.image_shape(params))
     runs = bottleneck.write_features(extractor, inputs, class_names, facts, paths.FEATURES)
     speed = bottleneck.throughput(runs, backbones.forward_flops(backbones.base_of(extractor)))
     # Run-specific figures: MLflow only, never DVC outputs (they differ on every run).

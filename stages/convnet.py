@@ -1,8 +1,9 @@
 """convnet: the chapter's multi-layer convolutional network in low-level TensorFlow, on data/split."""
 
-from imgclf import determinism, lowlevel, publish, stage
-from imgclf.data import pipeline
+from imgclf.data import tfdata
 from imgclf.models import convnet
+from imgclf.pipeline import publish, stage
+from imgclf.training import determinism, lowlevel
 
 SECTIONS = ["seed", "data", "image", "mlflow", "convnet"]
 
@@ -10,7 +11,7 @@ SECTIONS = ["seed", "data", "image", "mlflow", "convnet"]
 def run(params, tracked) -> None:
     settings = params.convnet
     determinism.seed_everything(params.seed)
-    data = pipeline.load_split(params, settings.batch_size)
+    data = tfdata.load_split(params, settings.batch_size)
     model = convnet.ConvNet(data.input_shape, len(data.class_names), settings, params.seed)
     # The chapter's TensorBoard: layer summaries every step, the test set every few, the graph.
     fitted = lowlevel.train(model, data, settings, "convnet", test_every=settings.test_summary_steps, graph=True)

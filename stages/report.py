@@ -1,7 +1,8 @@
 """report: the leaderboard of every model stage from metrics/*.json, the MLflow runs behind it, the registry."""
 
-from imgclf import paths, report, stage
+from imgclf import paths
 from imgclf.errors import UserError
+from imgclf.pipeline import report, stage
 from imgclf.tracking import queries, registry, store
 
 SECTIONS = ["report", "mlflow"]

@@ -1,7 +1,8 @@
 """split: data/raw -> data/split/{train,test}/<class>/ + manifest.csv, with counted skips."""
 
-from imgclf import paths, stage
+from imgclf import paths
 from imgclf.data import split
+from imgclf.pipeline import stage
 
 SECTIONS = ["seed", "data"]
 

@@ -1,9 +1,12 @@
 """svm: the chapter's linear SVM on data/features, a model in its own right: calibrated, saved with its backbone, served."""
 
-from imgclf import determinism, features, paths, publish, stage, svm
-from imgclf.data import pipeline
+from imgclf import paths
+from imgclf.data import tfdata
 from imgclf.models import backbones, heads
-from imgclf.tracking import models
+from imgclf.pipeline import publish, stage
+from imgclf.tracking import logged_models
+from imgclf.training import determinism
+from imgclf.transfer import features, svm
 
 SECTIONS = ["seed", "data", "image", "mlflow", "backbone", "svm"]
 
@@ -20,7 +23,7 @@ def run(params, tracked) -> None:
     head = svm.as_keras(model, data.feature_shape)  # the same probabilities, as one Dense softmax layer
     # What a user deploys: images -> the very backbone bottleneck ran (same seed, weights) -> the SVM.
     determinism.set_precision(backbone.precision)
-    extractor = backbones.build_extractor(backbone, params.seed, weights, pipeline.image_shape(params))
+    extractor = backbones.build_extractor(backbone, params.seed, weights, tfdata.image_shape(params))
     classifier = heads.on_images(extractor, head, backbone, len(data.class_names), f"{backbone.name}_svm")
     publish.model_stage(
         "svm", head, fitted, data.test, data.class_names, tracked, params,
@@ -28,7 +31,7 @@ def run(params, tracked) -> None:
         extra_metrics=facts | {"train_images": len(data.train[1]), "c": settings.c},
     )
     if params.mlflow.log_model:
-        models.log_sklearn_model(tracked, model, data.test[0][:5], {"stage": "svm", "class_names": list(data.class_names)},
+        logged_models.log_sklearn_model(tracked, model, data.test[0][:5], {"stage": "svm", "class_names": list(data.class_names)},
                                  svm.TRUSTED_TYPES)
 
 

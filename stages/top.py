@@ -1,8 +1,11 @@
 """top: the chapter's top classifier on data/features; saved composed with the backbone."""
 
-from imgclf import determinism, distribution, features, fit, paths, publish, stage
-from imgclf.data import pipeline
+from imgclf import paths
+from imgclf.data import tfdata
 from imgclf.models import backbones, heads
+from imgclf.pipeline import publish, stage
+from imgclf.training import determinism, distribution, fit
+from imgclf.transfer import features
 
 SECTIONS = ["seed", "data", "image", "mlflow", "backbone", "train", "top"]
 
@@ -20,7 +23,7 @@ def run(params, tracked) -> None:
         fitted = fit.fit(model, data.train, data.validation, settings, "top", data.class_counts)
     # What a user deploys: images -> the very backbone bottleneck ran (same seed, weights) -> this head.
     determinism.set_precision(backbone.precision)
-    extractor = backbones.build_extractor(backbone, params.seed, weights, pipeline.image_shape(params))
+    extractor = backbones.build_extractor(backbone, params.seed, weights, tfdata.image_shape(params))
     classifier = heads.on_images(extractor, model, backbone, len(data.class_names), f"{backbone.name}_top")
     publish.model_stage(
         "top", model, fitted, data.test, data.class_names, tracked, params,

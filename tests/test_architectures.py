@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from imgclf import model_file
+from imgclf.inference import model_file
 from imgclf.models import architectures, layers
 from imgclf.params.schema import ARCHITECTURES
 

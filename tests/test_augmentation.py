@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from imgclf import augmentation
 from imgclf.params import AugmentationParams
+from imgclf.training import augmentation
 
 SEED = tf.constant([7, 0], tf.int64)
 NONE = AugmentationParams(horizontal_flip=False, zoom=0.0, shear=0.0, rotation=0.0, translation=0.0, vertical_flip=False,

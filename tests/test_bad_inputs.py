@@ -17,9 +17,10 @@ import pytest
 from PIL import Image
 from test_params import CASES as PARAMS_CASES
 
-from imgclf import paths, stage
+from imgclf import paths
 from imgclf.data import sources, split
 from imgclf.errors import UserError
+from imgclf.pipeline import stage
 
 from archive_builders import (
     BAD_FILES,

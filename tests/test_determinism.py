@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from imgclf import determinism
+from imgclf.training import determinism
 
 
 def test_seed_everything_repeats_every_generator():

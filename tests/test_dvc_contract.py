@@ -1,7 +1,7 @@
 """dvc.yaml is complete and minimal: stage name = module name, and code deps are exactly the imports.
 
 For each stage, run as `python -m stages.<name>`, a fresh interpreter imports the module the way
-Python runs it and collects the project modules it loaded (imgclf.stage_deps, the same code as
+Python runs it and collects the project modules it loaded (imgclf.pipeline.deps, the same code as
 `python -m imgclf deps`). Those files must be exactly the stage's .py deps: a missing one would
 leave a stale result after a code change, an extra one re-runs a stage for nothing.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from imgclf import stage_deps
+from imgclf.pipeline import deps
 
 from conftest import REPO
 
@@ -30,14 +30,14 @@ def entry_names(entries: list) -> list[str]:
 
 @pytest.fixture(scope="module")
 def imports() -> dict[str, list[str]]:
-    return stage_deps.imports(REPO, sorted(dvc_stages()))
+    return deps.imports(REPO, sorted(dvc_stages()))
 
 
 def test_every_stage_has_a_module_of_its_name_and_nothing_else_is_there():
     modules = {path.stem for path in (REPO / "stages").glob("*.py") if path.stem != "__init__"}
     assert modules == set(dvc_stages())
     for name, stage in dvc_stages().items():
-        assert stage["cmd"] == stage_deps.stage_command(name), name
+        assert stage["cmd"] == deps.stage_command(name), name
 
 
 @pytest.mark.parametrize("name", sorted(dvc_stages()))
@@ -53,12 +53,12 @@ def test_code_deps_are_exactly_the_imports(name, imports):
 
 def test_rewrite_restores_drifted_deps_and_keeps_everything_else(imports):
     text = (REPO / "dvc.yaml").read_text()
-    drifted = text.replace("      - src/imgclf/fit.py\n", "", 1).replace(
+    drifted = text.replace("      - src/imgclf/training/fit.py\n", "", 1).replace(
         "      - stages/top.py\n", "      - stages/top.py\n      - src/imgclf/cli.py\n", 1)
     assert drifted != text
-    rewritten = stage_deps.rewrite(drifted, imports)
+    rewritten = deps.rewrite(drifted, imports)
     assert yaml.safe_load(rewritten) == yaml.safe_load(text)
-    assert stage_deps.rewrite(text, imports) == text
+    assert deps.rewrite(text, imports) == text
 
 
 @pytest.mark.parametrize("name", sorted(dvc_stages()))
@@ -102,8 +102,8 @@ CLI = REPO / "src" / "imgclf" / "cli.py"
 
 
 def test_no_stage_imports_the_command_line():
-    for stage, deps in yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"].items():
-        assert "src/imgclf/cli.py" not in deps["deps"], stage
+    for stage, entry in yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"].items():
+        assert "src/imgclf/cli.py" not in entry["deps"], stage
 
 
 @pytest.mark.parametrize(

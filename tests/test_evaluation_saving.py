@@ -7,7 +7,7 @@ import h5py
 import keras
 import numpy as np
 
-from imgclf import model_file
+from imgclf.inference import model_file
 
 
 def test_saved_model_has_no_optimizer_state_and_same_predictions(tmp_path):

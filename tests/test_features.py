@@ -10,8 +10,8 @@ import pytest
 import tensorflow as tf
 from mlflow.tracking import MlflowClient
 
-from imgclf import bottleneck, features
 from imgclf.models import backbones
+from imgclf.transfer import bottleneck, features
 
 from conftest import STAGE_RUNS
 

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from imgclf import featurewise, model_file
+from imgclf.inference import model_file
 from imgclf.models import architectures
+from imgclf.training import standardization
 
 from test_augmentation import NONE
 from test_models import CHAPTER
@@ -31,14 +32,14 @@ def batches(images: np.ndarray) -> tf.data.Dataset:
 
 
 def test_nothing_asked_nothing_fitted():
-    statistics = featurewise.fit(batches(correlated_images()), NONE)
-    assert featurewise.layers(statistics, (4, 4, 2)) == []
+    statistics = standardization.fit(batches(correlated_images()), NONE)
+    assert standardization.layers(statistics, (4, 4, 2)) == []
 
 
 def test_normalization_gives_each_channel_mean_0_and_std_1_on_train():
     images = correlated_images()
-    statistics = featurewise.fit(batches(images), dataclasses.replace(NONE, normalization=True))
-    (normalization,) = featurewise.layers(statistics, (4, 4, 2))
+    statistics = standardization.fit(batches(images), dataclasses.replace(NONE, normalization=True))
+    (normalization,) = standardization.layers(statistics, (4, 4, 2))
     out = normalization(images.astype("float32") / 255.0).numpy()
     np.testing.assert_allclose(out.mean(axis=(0, 1, 2)), 0.0, atol=1e-4)
     np.testing.assert_allclose(out.std(axis=(0, 1, 2)), 1.0, atol=1e-3)
@@ -48,7 +49,7 @@ def test_normalization_gives_each_channel_mean_0_and_std_1_on_train():
 def test_whitening_decorrelates_the_training_pixels(normalization):
     images = correlated_images()
     params = dataclasses.replace(NONE, normalization=normalization, whitening=True, whitening_epsilon=1e-9)
-    made = featurewise.layers(featurewise.fit(batches(images), params), (4, 4, 2))
+    made = standardization.layers(standardization.fit(batches(images), params), (4, 4, 2))
     assert [layer.name for layer in made] == ["featurewise_normalization", "zca_whitening"][1 - normalization:]
     x = images.astype("float32") / 255.0
     for layer in made:
@@ -63,7 +64,7 @@ def test_whitening_decorrelates_the_training_pixels(normalization):
 def test_the_fitted_layers_live_in_the_saved_model_and_load_in_safe_mode(tmp_path):
     images = correlated_images(side=8, channels=1)
     params = dataclasses.replace(NONE, normalization=True, whitening=True)
-    made = featurewise.layers(featurewise.fit(batches(images), params), (8, 8, 1))
+    made = standardization.layers(standardization.fit(batches(images), params), (8, 8, 1))
     config = dataclasses.replace(CHAPTER, filters=(4, 8), dense_units=8)
     model = architectures.build((8, 8, 1), 3, config, made)
     model_file.save(model, tmp_path / "model.keras")

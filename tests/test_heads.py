@@ -12,8 +12,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from imgclf import inference, paths, predict, report, serving
+from imgclf import paths
 from imgclf.errors import UserError
+from imgclf.inference import predict, serving
+from imgclf.inference.classifier import Classifier
+from imgclf.pipeline import report
 
 from conftest import TINY_TRAINING, pattern_image
 
@@ -67,7 +70,7 @@ def test_baseline_trains_a_head_per_column_and_ranks_by_their_mean(two_heads, ru
     info = json.loads(paths.classifier_info("baseline").read_text())
     assert info["heads"] == [{"column": "pattern", "class_names": list(PATTERNS)}, {"column": "color", "class_names": list(COLORS)}]
     assert info["class_names"] == list(PATTERNS)
-    classifier = inference.Classifier.load(paths.model_file("baseline"), paths.classifier_info("baseline"), "")
+    classifier = Classifier.load(paths.model_file("baseline"), paths.classifier_info("baseline"), "")
     manifest = pd.read_csv(workspace / paths.MANIFEST, dtype=str, keep_default_na=False)
     test = manifest[manifest["split"] == "test"]
     outcomes = list(classifier.classify_files([workspace / "data" / "split" / path for path in test["path"]]))
@@ -131,7 +134,7 @@ def test_finetune_puts_a_head_per_column_on_the_backbone(two_heads, write_params
         run_stage_script(stage)
     metrics = json.loads((workspace / "metrics" / "finetune.json").read_text())
     assert set(metrics["heads"]) == {"pattern", "color"} and metrics["frozen_layers"] == 14
-    model = inference.Classifier.load(paths.model_file("finetune"), paths.classifier_info("finetune"), "")
+    model = Classifier.load(paths.model_file("finetune"), paths.classifier_info("finetune"), "")
     assert [column for column, _, _ in model.groups()] == ["pattern", "color"]
     top = json.loads((workspace / "metrics" / "top.json").read_text())
     assert "heads" not in top and set(top["per_class"]) == set(PATTERNS)  # top trains on the first column

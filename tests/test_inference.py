@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from imgclf import cli, paths
-from imgclf.data import decode, images, pipeline
+from imgclf.data import decode, images, tfdata
 
 SIZES = [(16, 16), (23, 31), (40, 12)]
 FILES = [(".png", SIZES[0]), (".jpg", SIZES[1]), (".bmp", SIZES[2]), (".gif", SIZES[1]), (".webp", SIZES[0])]
@@ -50,7 +50,7 @@ def test_predict_decodes_a_raw_file_as_training_reads_its_split_copy(color_mode,
                 target.write_bytes(checked.data)
                 originals[target] = raw
     params = write_params({"image.size": [20, 24], "image.color_mode": color_mode})
-    dataset, _, count = pipeline.load_ordered(params, "test", batch_size=100)
+    dataset, _, count = tfdata.load_ordered(params, "test", batch_size=100)
     trained_on = next(iter(dataset))[0].numpy()
     split_files = sorted((workspace / "data" / "split" / "test").glob("*/*"), key=lambda path: (path.parent.name, path.name))
     spec = decode.ImageSpec(20, 24, 3 if rgb else 1, 10**6)
@@ -161,7 +161,7 @@ def test_predict_bad_arguments_exit_2(arguments, message, tiny_training, run_sta
     (3, 1, 10.0, 3),  # at most `most`
 ])
 def test_timed_calls_stop_before_a_call_would_end_past_the_budget(most, least, budget_s, expected) -> None:
-    from imgclf.inference import _timed_calls
+    from imgclf.inference.classifier import _timed_calls
 
     now = [0.0]  # a clock that only the calls advance, 0.1 s each: the rule, not the machine's timing
 

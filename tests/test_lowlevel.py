@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.histogram import summary_v2
 
-from imgclf import lowlevel
+from imgclf.training import lowlevel
 
 
 def test_statistics_match_numpy_and_tensorboards_histogram():

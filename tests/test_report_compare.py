@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from imgclf import lineage, report
-from imgclf.tracking import queries, runs, store
+from imgclf.pipeline import report
+from imgclf.tracking import lineage, queries, runs, store
 
 from conftest import stage_argv
 

@@ -7,12 +7,12 @@ import sys
 
 
 def test_a_stage_process_freezes_what_is_alive_before_the_interpreter_exits() -> None:
-    """The exit handler of imgclf.stage freezes the heap (gc.freeze), so the interpreter's last
+    """The exit handler of imgclf.pipeline.stage freezes the heap (gc.freeze), so the interpreter's last
     collection skips what TensorFlow, Keras and MLflow imported. The probe is registered first, so it
-    runs after imgclf.stage's handler (exit handlers run last-registered first)."""
+    runs after imgclf.pipeline.stage's handler (exit handlers run last-registered first)."""
     probe = ("import atexit, gc\n"
              "atexit.register(lambda: print('frozen at exit:', gc.get_freeze_count()))\n"
-             "import imgclf.stage\n"
+             "import imgclf.pipeline.stage\n"
              "print('frozen before exit:', gc.get_freeze_count())\n")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
     before, at_exit = (int(line.rsplit(":", 1)[1]) for line in result.stdout.splitlines())

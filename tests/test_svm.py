@@ -9,9 +9,13 @@ import pytest
 from mlflow.tracking import MlflowClient
 from test_transfer_stages import with_features  # noqa: F401 - the fixture
 
-from imgclf import inference, model_file, paths, report, svm
+from imgclf import paths
 from imgclf.errors import UserError
+from imgclf.inference import model_file
+from imgclf.inference.classifier import Classifier
 from imgclf.params import SvmParams
+from imgclf.pipeline import report
+from imgclf.transfer import svm
 
 from conftest import STAGE_RUNS
 
@@ -65,11 +69,11 @@ def test_svm_stage_saves_logs_and_serves_the_svm(with_features, run_stage_script
     first = {path.name: path.read_bytes() for path in folder.iterdir()}
 
     # The served image classifier gives what the scikit-learn model gives on the test features.
-    from imgclf import features
+    from imgclf.transfer import features
     test = features.load("test")
     sklearn_model = svm.from_bytes(paths.svm_file().read_bytes(), str(paths.svm_file()))
     expected = sklearn_model.predict_proba(test.features.reshape(len(test.features), -1))
-    classifier = inference.Classifier.load(paths.model_file("svm"), paths.classifier_info("svm"), "run svm")
+    classifier = Classifier.load(paths.model_file("svm"), paths.classifier_info("svm"), "run svm")
     images = sorted((workspace / "data" / "split" / "test").glob("*/*.png"))
     outcomes = list(classifier.classify_files(images))
     np.testing.assert_allclose(np.stack([outcome.probabilities for outcome in outcomes]), expected, atol=1e-4)

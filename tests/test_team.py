@@ -21,7 +21,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from imgclf.report import MODEL_STAGES
+from imgclf.pipeline.report import MODEL_STAGES
 from imgclf.team import s3
 
 from conftest import REPO, STAGE_RUNS

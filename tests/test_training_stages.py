@@ -114,9 +114,9 @@ def test_mlflow_run_contract(tiny_training, run_stage_script, workspace):
     assert client.list_artifacts(run.info.run_id, "tensorboard")
 
     model = mlflow.keras.load_model(f"runs:/{run.info.run_id}/model")
-    from imgclf.data import pipeline
+    from imgclf.data import tfdata
 
-    data = pipeline.load_split(config, batch_size=8)
+    data = tfdata.load_split(config, batch_size=8)
     labels = np.concatenate([batch_labels.numpy().argmax(axis=1) for _, batch_labels in data.test])
     predicted = model.predict(data.test, verbose=0).argmax(axis=1)
     assert float(np.mean(predicted == labels)) == pytest.approx(metrics["accuracy"])
@@ -131,7 +131,7 @@ def test_missing_split_is_a_user_error(workspace, write_params, run_stage_script
 
 
 def test_balanced_class_weights():
-    from imgclf import fit
+    from imgclf.training import fit
 
     assert fit.class_weights([10, 30], "none") is None
     assert fit.class_weights([10, 30], "balanced") == {0: 2.0, 1: 40 / 60}
@@ -140,7 +140,7 @@ def test_balanced_class_weights():
 def test_endless_repeats_whole_passes():
     import tensorflow as tf
 
-    from imgclf import fit
+    from imgclf.training import fit
 
     finite = tf.data.Dataset.range(10).shuffle(10, seed=3, reshuffle_each_iteration=True).batch(4)
     repeated, steps = fit.endless(finite)
@@ -161,7 +161,7 @@ def test_fit_runs_one_pass_per_epoch(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)  # fit writes TensorBoard events to logs/<stage>/ under the working directory
 
-    from imgclf import fit
+    from imgclf.training import fit
 
     images = tf.random.stateless_uniform((10, 4), seed=(1, 2))
     labels = tf.one_hot(tf.range(10) % 2, 2)

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from imgclf import features, model_file, paths
+from imgclf import paths
+from imgclf.inference import model_file
 from imgclf.models import finetune
+from imgclf.transfer import features
 
 TINY_TRANSFER = {
     "image.size": [16, 16],

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import yaml
 
-from imgclf import lineage, paths, report, stage_deps, team
+from imgclf import paths, team
 from imgclf.errors import UserError, exit_with
-from imgclf.tracking import queries, registry, store
+from imgclf.pipeline import deps, report
+from imgclf.tracking import lineage, queries, registry, store
 from imgclf.tracking.tags import TAG_EXP_NAME, TAG_PIPELINE
 
 DEFAULTS = {"experiment": "image-classification", "registered_model": "imgclf"}
@@ -119,12 +120,12 @@ def parser() -> argparse.ArgumentParser:
     grid.add_argument("--num-gpus", type=float, default=0.0, help="with --ray: GPUs each experiment reserves (0)")
     grid.add_argument("--max-retries", type=int, default=2,
                       help="with --ray: times Ray reruns an experiment whose node or worker died (2)")
-    deps = commands.add_parser(
+    code_deps = commands.add_parser(
         "deps", help="print each stage's code deps from its imports; exit 1 if dvc.yaml differs",
-        description=stage_deps.__doc__,
+        description=deps.__doc__,
     )
-    deps.add_argument("--write", action="store_true", help="rewrite the deps lists in dvc.yaml")
-    deps.add_argument("--root", type=Path, default=Path("."), help="project root (default: .)")
+    code_deps.add_argument("--write", action="store_true", help="rewrite the deps lists in dvc.yaml")
+    code_deps.add_argument("--root", type=Path, default=Path("."), help="project root (default: .)")
     return main
 
 
@@ -184,12 +185,12 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of `python -m imgclf`."""
     args = parser().parse_args(argv)
     if args.command == "deps":
-        raise SystemExit(stage_deps.main(args.root.resolve(), args.write))
+        raise SystemExit(deps.main(args.root.resolve(), args.write))
     try:
         if args.command == "predict":
             # Here, not at the top: `compare` and `deps` should not pay for importing TensorFlow. No
             # stage imports this module, so dvc.yaml's deps do not depend on seeing this import.
-            from imgclf import predict
+            from imgclf.inference import predict
 
             raise SystemExit(predict.main(args.paths, args.model, args.top_k, args.format, args.batch_size,
                                           _mlflow_setting("registered_model")))

@@ -3,7 +3,7 @@
 The split stage admits a file through imgclf.data.images.check (format, complete decode, size
 guard, EXIF orientation, colour mode) and writes what it returns; training reads that file the way
 keras.utils.image_dataset_from_directory does (tf.image.decode_image, bilinear tf.image.resize)
-and rounds to uint8 (imgclf.data.pipeline.to_uint8). `pixels` is the two in a row, for one file's
+and rounds to uint8 (imgclf.data.tfdata.to_uint8). `pixels` is the two in a row, for one file's
 bytes: what `predict` and the served model see is what the pipeline saw.
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from imgclf.data import images, pipeline
+from imgclf.data import images, tfdata
 
 
 class UnreadableImage(ValueError):
@@ -52,4 +52,4 @@ def _decode_resize(data: tf.Tensor, size: tuple[int, int], channels: int) -> tf.
     # keras' image_dataset_from_directory: decode_image(channels, expand_animations=False), then
     # resize (bilinear, no crop or pad); then the pipeline's rounding to uint8.
     image = tf.image.decode_image(data, channels=channels, expand_animations=False)
-    return pipeline.to_uint8(tf.image.resize(image, size, method="bilinear"))
+    return tfdata.to_uint8(tf.image.resize(image, size, method="bilinear"))

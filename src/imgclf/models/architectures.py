@@ -1,7 +1,7 @@
-"""`cnn.architecture`: the model baseline and augmented train, from the chapter's simple CNN to its "bigger models".
+"""`simple_cnn.architecture`: the model baseline and augmented train, from the chapter's simple CNN to its "bigger models".
 
 Every architecture is the same kind of model: uint8 images in, rescaled to [0, 1] inside (then any
-fitted featurewise layers, imgclf.featurewise), the architecture's body, and its head — a float32
+fitted featurewise layers, imgclf.training.standardization), the architecture's body, and its head — a float32
 softmax over the classes — once, or once per label column on the shared body (data.label_columns).
 Each body scales itself to the input, 28x28 grayscale up to 224x224 RGB.
 """
@@ -14,7 +14,7 @@ from typing import Callable, Mapping, Sequence
 import keras
 from keras import layers
 
-from imgclf.models import alexnet, cnn, squeezenet, stn
+from imgclf.models import alexnet, simple_cnn, squeezenet, stn
 from imgclf.params import CnnParams
 
 Body = Callable[[keras.KerasTensor, CnnParams], keras.KerasTensor]
@@ -29,10 +29,10 @@ class Architecture:
 
 
 ARCHITECTURES: dict[str, Architecture] = {
-    "simple_cnn": Architecture(cnn.simple_cnn_body, cnn.classifier, lambda config: f"simple_cnn_{config.layout}"),
-    "alexnet": Architecture(alexnet.body, cnn.classifier, lambda config: "alexnet"),
+    "simple_cnn": Architecture(simple_cnn.simple_cnn_body, simple_cnn.classifier, lambda config: f"simple_cnn_{config.layout}"),
+    "alexnet": Architecture(alexnet.body, simple_cnn.classifier, lambda config: "alexnet"),
     "squeezenet": Architecture(squeezenet.body, squeezenet.classifier, lambda config: "squeezenet"),
-    "stn": Architecture(stn.body, cnn.classifier, lambda config: f"stn_simple_cnn_{config.layout}"),
+    "stn": Architecture(stn.body, simple_cnn.classifier, lambda config: f"stn_simple_cnn_{config.layout}"),
 }
 
 

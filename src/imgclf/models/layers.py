@@ -1,6 +1,6 @@
 """The project's own Keras layers, registered so that a .keras file holding them loads with safe_mode=True.
 
-Every module that loads a model (imgclf.model_file) imports this one: the registry is filled before
+Every module that loads a model (imgclf.inference.model_file) imports this one: the registry is filled before
 any file is read.
 """
 

@@ -1,6 +1,6 @@
 """The chapter's first model: softmax regression on flattened pixels, in low-level TensorFlow.
 
-Variables, tf.GradientTape and a plain SGD update (no keras.Model in training: imgclf.lowlevel
+Variables, tf.GradientTape and a plain SGD update (no keras.Model in training: imgclf.training.lowlevel
 runs the loop). The trained W, b are then wrapped in a tiny Keras model (Flatten + Dense softmax)
 so the stage saves and logs it like every other model: uint8 pixels in, rescaled inside.
 """

@@ -12,8 +12,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from imgclf.models.cnn import simple_cnn_body
 from imgclf.models.layers import AffineSampler
+from imgclf.models.simple_cnn import simple_cnn_body
 from imgclf.params import CnnParams
 
 LOCALISATION_SIDE = 32  # the localisation net sees images pooled down to between this and twice this

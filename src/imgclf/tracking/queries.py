@@ -8,7 +8,7 @@ from urllib.parse import urlparse
 
 from mlflow.tracking import MlflowClient
 
-from imgclf import lineage
+from imgclf.tracking import lineage
 from imgclf.tracking.tags import TAG_STAGE, TAG_STAGE_HASH
 
 

@@ -2,7 +2,7 @@
 
 One version per distinct winning run: a re-run whose winner is the same run only re-points the
 alias. Each version carries the stage, pipeline id, data hash, git commit and test metrics as
-tags. What is registered is the run's served classifier (imgclf.tracking.models), so
+tags. What is registered is the run's served classifier (imgclf.tracking.logged_models), so
 `models:/<name>@champion` is what `make serve` serves and `predict --model best` loads.
 """
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import psutil
 
-from imgclf import lineage, paths
+from imgclf import paths
+from imgclf.tracking import lineage
 
 TAG_STAGE = "dvc.stage"
 TAG_PIPELINE = "imgclf.pipeline_id"

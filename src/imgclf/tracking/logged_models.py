@@ -1,7 +1,7 @@
 """A stage's models in its MLflow run: the Keras model (keras flavor) and the served classifier (pyfunc).
 
 `model`: model.keras through mlflow.keras, signature uint8 (-1, H, W, C) -> (-1, classes).
-`classifier`: the served model (imgclf.serving), logged from code with model.keras and
+`classifier`: the served model (imgclf.inference.serving), logged from code with model.keras and
 classifier.json as artifacts; the registry registers this one. `svm` (the svm stage): the scikit-learn
 model on features, through the sklearn flavor with skops serialization. Its model id is a run tag
 (`imgclf.classifier_model_id`), so the report stage finds it without searching.
@@ -18,7 +18,7 @@ import mlflow
 import numpy as np
 from mlflow.models import infer_signature
 
-from imgclf import serving
+from imgclf.inference import serving
 from imgclf.tracking import store
 from imgclf.tracking.runs import StageRun
 from imgclf.tracking.tags import TAG_CLASSIFIER_MODEL

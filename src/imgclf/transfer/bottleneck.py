@@ -11,7 +11,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from imgclf import atomic, features
+from imgclf import atomic
+from imgclf.transfer import features
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ def compiled_forward(model: keras.Model) -> tf.types.experimental.GenericFunctio
     def forward(images: tf.Tensor) -> tf.Tensor:
         return tf.cast(model(images, training=False), tf.float32)
 
-    # float32: what imgclf.data.pipeline yields, under every precision policy.
+    # float32: what imgclf.data.tfdata yields, under every precision policy.
     forward.get_concrete_function(tf.TensorSpec((None, *model.input_shape[1:]), tf.float32))
     return forward
 

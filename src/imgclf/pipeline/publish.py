@@ -9,12 +9,15 @@ from typing import Any, Mapping, Sequence
 import keras
 import numpy as np
 
-from imgclf import atomic, evaluation, inference, model_file, paths, plots
-from imgclf.fit import Fitted
+from imgclf import atomic, paths
+from imgclf.inference import classifier as classifier_module
+from imgclf.inference import model_file
 from imgclf.models.heads import joined
 from imgclf.params import Params, flatten
-from imgclf.tracking import models
+from imgclf.pipeline import evaluation, plots
+from imgclf.tracking import logged_models
 from imgclf.tracking.runs import StageRun
+from imgclf.training.fit import Fitted
 
 
 def model_stage(
@@ -58,10 +61,10 @@ def model_stage(
         "total_params": int(deployable.count_params()),
     }
     metrics |= dict(extra_metrics or {})
-    classifier = inference.Classifier(deployable, class_names, params.data.max_image_pixels, heads)
+    classifier = classifier_module.Classifier(deployable, class_names, params.data.max_image_pixels, heads)
     with atomic.directory(paths.model_dir(stage)) as folder:
         model_file.save(deployable, folder / paths.model_file(stage).name)
-        inference.write_info(folder / paths.classifier_info(stage).name, class_names, classifier.spec, heads)
+        classifier_module.write_info(folder / paths.classifier_info(stage).name, class_names, classifier.spec, heads)
         for path, internal in (internal_models or {}).items():
             model_file.save(model_file.without_optimizer(internal), folder / Path(path).name)
         for path, data in (files or {}).items():
@@ -82,19 +85,19 @@ def model_stage(
     final = {key: value for key, value in flatten(metrics).items() if isinstance(value, (int, float))}
     # Run-specific: MLflow only, never the JSON.
     final |= fitted.speed() | {"test_seconds": test_seconds}
-    final |= inference.measure(classifier, params.seed)
+    final |= classifier_module.measure(classifier, params.seed)
     tracked.log_metrics(final)
     tracked.log_artifact(paths.metrics_file(stage), "metrics")
     tracked.log_artifact(paths.plots_dir(stage), "plots")
     tracked.log_artifact(paths.tensorboard_dir(stage), "tensorboard")
     if params.mlflow.log_model:
         example = _example_images(test, deployable, image_model is not None)
-        metadata = inference.info(class_names, classifier.spec, heads) | {"stage": stage}
+        metadata = classifier_module.info(class_names, classifier.spec, heads) | {"stage": stage}
         # MLflow validates the input examples with predict(): no progress bars from that in logs.
         keras.utils.disable_interactive_logging()
         try:
-            models.log_keras_model(tracked, deployable, example, metadata)
-            models.log_classifier(tracked, paths.model_file(stage), paths.classifier_info(stage), list(class_names),
+            logged_models.log_keras_model(tracked, deployable, example, metadata)
+            logged_models.log_classifier(tracked, paths.model_file(stage), paths.classifier_info(stage), list(class_names),
                                   example[0], metadata, heads)
         finally:
             keras.utils.enable_interactive_logging()

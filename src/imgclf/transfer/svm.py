@@ -25,10 +25,10 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 from skops.io.exceptions import UntrustedTypesFoundException
 
-from imgclf import model_file
 from imgclf.errors import UserError
-from imgclf.fit import Fitted
+from imgclf.inference import model_file
 from imgclf.params import SvmParams
+from imgclf.training.fit import Fitted
 
 MAX_ITERATIONS = 10_000
 SCHEMA = "schema.json"  # a .skops file's description of the object tree

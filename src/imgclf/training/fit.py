@@ -13,9 +13,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from imgclf import distribution, paths
+from imgclf import paths
 from imgclf.errors import UserError
 from imgclf.params import FitParams
+from imgclf.training import distribution
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@
 `{"dataframe_split": {"columns": ["image"], "data": [["<base64 of a JPEG/PNG/... file>"], ...]}}`
 by one row per image: `label`, `probability`, and one probability column per class (per head, with
 several label columns: `<column>`, `<column>_probability`, `<column>=<class>`). Decoding is
-imgclf.inference's (the split's checks, training's resize). A bad row is a 400 whose message is
+imgclf.inference.classifier's (the split's checks, training's resize). A bad row is a 400 whose message is
 one line naming the row and the reason; the server keeps serving.
 
 The model is logged "from code" (served_model.py beside this module), so nothing is pickled; its
@@ -28,7 +28,7 @@ from mlflow.types import ColSpec, Schema
 from PIL import Image
 
 from imgclf.errors import UserError
-from imgclf.inference import Classifier
+from imgclf.inference.classifier import Classifier
 
 IMAGE_COLUMN = "image"
 MODEL_ARTIFACT = "model"  # artifact keys in the logged model

@@ -19,9 +19,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from imgclf import atomic, model_file
+from imgclf import atomic
 from imgclf.data.decode import ImageSpec, UnreadableImage, pixels
 from imgclf.errors import UserError
+from imgclf.inference import model_file
 
 LATENCY_CALLS = 30  # batch-1 calls whose median is the latency (fewer within LATENCY_BUDGET_S)
 MIN_LATENCY_CALLS = 5

@@ -6,7 +6,7 @@ composed into ONE affine map per image and applied with one bilinear resampling
 (`keras.ops.image.affine_transform`), on whole batches; the channel shift adds to that result.
 Randomness comes from stateless RNG seeded by (seed, batch index), so two runs with the same seed are
 identical. (The featurewise normalization and ZCA whitening of the same list are fitted statistics,
-not random transforms: imgclf.featurewise puts them inside the model.)
+not random transforms: imgclf.training.standardization puts them inside the model.)
 """
 
 from __future__ import annotations

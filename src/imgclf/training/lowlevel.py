@@ -15,10 +15,10 @@ import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.histogram import metadata as histogram_metadata
 
-from imgclf import fit
-from imgclf.data import pipeline
-from imgclf.fit import Fitted
+from imgclf.data import tfdata
 from imgclf.params import ConvnetParams, PerceptronParams
+from imgclf.training import fit
+from imgclf.training.fit import Fitted
 
 HISTOGRAM_BUCKETS = 30  # tf.summary.histogram's default
 StepResult = tuple[tf.Tensor, tf.Tensor, Mapping[str, tf.Tensor]]
@@ -87,7 +87,7 @@ def evaluate(model: LowLevelModel, dataset: tf.data.Dataset) -> tuple[float, flo
 
 def train(
     model: LowLevelModel,
-    data: pipeline.SplitData,
+    data: tfdata.SplitData,
     config: PerceptronParams | ConvnetParams,
     stage: str,
     *,

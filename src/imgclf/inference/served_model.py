@@ -2,6 +2,6 @@
 
 import mlflow
 
-from imgclf.serving import ServedClassifier
+from imgclf.inference.serving import ServedClassifier
 
 mlflow.models.set_model(ServedClassifier())

@@ -15,10 +15,12 @@ from typing import Iterable, Sequence
 import mlflow
 import pandas as pd
 
-from imgclf import paths, report, serving
+from imgclf import paths
 from imgclf.data.images import FORMATS
 from imgclf.errors import UserError
-from imgclf.inference import Classifier, Outcome
+from imgclf.inference import serving
+from imgclf.inference.classifier import Classifier, Outcome
+from imgclf.pipeline import report
 from imgclf.tracking import registry, store
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from imgclf import atomic, paths
-from imgclf.data import holdout, pipeline
+from imgclf.data import holdout, tfdata
 from imgclf.errors import UserError
 
 CLASSES_FILE = "classes.json"
@@ -166,9 +166,9 @@ def load_split(batch_size: int, validation_fraction: float, seed: int, folder: P
     num_classes = len(arrays.class_names)
     validation = None
     if len(arrays.validation[1]):
-        validation = pipeline.arrays_dataset(*arrays.validation, num_classes, batch_size)
+        validation = tfdata.arrays_dataset(*arrays.validation, num_classes, batch_size)
     return FeatureSplit(
-        train=pipeline.arrays_dataset(*arrays.train, num_classes, batch_size, seed),
+        train=tfdata.arrays_dataset(*arrays.train, num_classes, batch_size, seed),
         validation=validation,
         test=arrays.test,
         train_arrays=arrays.train,

@@ -1,0 +1,1 @@
+"""Training: fit (one skeleton), the low-level loops, distribution, determinism, augmentation, standardization."""

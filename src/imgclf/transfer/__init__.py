@@ -1,0 +1,1 @@
+"""Transfer learning: bottleneck extraction, the feature files, the SVM on them."""
