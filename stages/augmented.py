@@ -5,8 +5,6 @@ from imgclf.models import architectures
 from imgclf.pipeline import publish, stage
 from imgclf.training import augmentation, determinism, distribution, fit, standardization
 
-SECTIONS = ["seed", "data", "image", "mlflow", "cnn", "augmentation", "train", "augmented"]
-
 
 def run(params, tracked) -> None:
     settings = params.augmented
@@ -29,4 +27,4 @@ def run(params, tracked) -> None:
 
 
 if __name__ == "__main__":
-    stage.main("augmented", SECTIONS, run)
+    stage.main(run)

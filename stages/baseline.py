@@ -5,8 +5,6 @@ from imgclf.models import architectures
 from imgclf.pipeline import publish, stage
 from imgclf.training import determinism, distribution, fit
 
-SECTIONS = ["seed", "data", "image", "mlflow", "cnn", "train", "baseline"]
-
 
 def run(params, tracked) -> None:
     settings = params.baseline
@@ -23,4 +21,4 @@ def run(params, tracked) -> None:
 
 
 if __name__ == "__main__":
-    stage.main("baseline", SECTIONS, run)
+    stage.main(run)

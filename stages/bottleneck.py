@@ -7,8 +7,6 @@ from imgclf.pipeline import stage
 from imgclf.training import determinism
 from imgclf.transfer import bottleneck
 
-SECTIONS = ["seed", "data", "image", "backbone", "bottleneck"]
-
 
 def run(params, tracked) -> None:
     backbone = params.backbone
@@ -38,4 +36,4 @@ def run(params, tracked) -> None:
 
 
 if __name__ == "__main__":
-    stage.main("bottleneck", SECTIONS, run)
+    stage.main(run)

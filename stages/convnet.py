@@ -5,8 +5,6 @@ from imgclf.models import convnet
 from imgclf.pipeline import publish, stage
 from imgclf.training import determinism, lowlevel
 
-SECTIONS = ["seed", "data", "image", "mlflow", "convnet"]
-
 
 def run(params, tracked) -> None:
     settings = params.convnet
@@ -22,4 +20,4 @@ def run(params, tracked) -> None:
 
 
 if __name__ == "__main__":
-    stage.main("convnet", SECTIONS, run)
+    stage.main(run)

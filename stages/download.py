@@ -3,8 +3,6 @@
 from imgclf.data import sources
 from imgclf.pipeline import stage
 
-SECTIONS = ["data"]
-
 
 def run(params, tracked) -> None:
     summary = sources.download(params)
@@ -13,4 +11,4 @@ def run(params, tracked) -> None:
 
 
 if __name__ == "__main__":
-    stage.main("download", SECTIONS, run)
+    stage.main(run)

@@ -10,7 +10,6 @@ from imgclf.models import backbones, finetune
 from imgclf.pipeline import publish, stage
 from imgclf.training import augmentation, determinism, distribution, fit
 
-SECTIONS = ["seed", "data", "image", "mlflow", "backbone", "augmentation", "train", "finetune"]
 TOP_MISSING = "run the top stage first (dvc repro top)"
 
 
@@ -44,4 +43,4 @@ def run(params, tracked) -> None:
 
 
 if __name__ == "__main__":
-    stage.main("finetune", SECTIONS, run)
+    stage.main(run)

@@ -7,8 +7,6 @@ from imgclf.models import perceptron
 from imgclf.pipeline import publish, stage
 from imgclf.training import determinism, lowlevel
 
-SECTIONS = ["seed", "data", "image", "mlflow", "perceptron"]
-
 
 def run(params, tracked) -> None:
     settings = params.perceptron
@@ -25,4 +23,4 @@ def run(params, tracked) -> None:
 
 
 if __name__ == "__main__":
-    stage.main("perceptron", SECTIONS, run)
+    stage.main(run)

@@ -5,8 +5,6 @@ from imgclf.errors import UserError
 from imgclf.pipeline import report, stage
 from imgclf.tracking import queries, registry, store
 
-SECTIONS = ["report", "mlflow"]
-
 
 def run(params, tracked) -> None:
     frame = report.leaderboard(report.rows_from_files(), params.report.sort_by)
@@ -47,4 +45,4 @@ def run(params, tracked) -> None:
 
 
 if __name__ == "__main__":
-    stage.main("report", SECTIONS, run)
+    stage.main(run)

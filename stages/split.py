@@ -4,8 +4,6 @@ from imgclf import paths
 from imgclf.data import split
 from imgclf.pipeline import stage
 
-SECTIONS = ["seed", "data"]
-
 
 def run(params, tracked) -> None:
     metrics = split.split(params)
@@ -19,4 +17,4 @@ def run(params, tracked) -> None:
 
 
 if __name__ == "__main__":
-    stage.main("split", SECTIONS, run)
+    stage.main(run)

@@ -8,8 +8,6 @@ from imgclf.tracking import logged_models
 from imgclf.training import determinism
 from imgclf.transfer import features, svm
 
-SECTIONS = ["seed", "data", "image", "mlflow", "backbone", "svm"]
-
 
 def run(params, tracked) -> None:
     settings, backbone = params.svm, params.backbone
@@ -36,4 +34,4 @@ def run(params, tracked) -> None:
 
 
 if __name__ == "__main__":
-    stage.main("svm", SECTIONS, run)
+    stage.main(run)

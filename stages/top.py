@@ -7,8 +7,6 @@ from imgclf.pipeline import publish, stage
 from imgclf.training import determinism, distribution, fit
 from imgclf.transfer import features
 
-SECTIONS = ["seed", "data", "image", "mlflow", "backbone", "train", "top"]
-
 
 def run(params, tracked) -> None:
     settings, backbone = params.top, params.backbone
@@ -33,4 +31,4 @@ def run(params, tracked) -> None:
 
 
 if __name__ == "__main__":
-    stage.main("top", SECTIONS, run)
+    stage.main(run)

@@ -1,20 +1,17 @@
-"""dvc.yaml is complete and minimal: stage name = module name, and code deps are exactly the imports.
+"""dvc.yaml is complete and minimal: stage name = module name, params = the stage list's sections, and
+code deps are exactly what the imports reach.
 
-For each stage, run as `python -m stages.<name>`, a fresh interpreter imports the module the way
-Python runs it and collects the project modules it loaded (imgclf.pipeline.deps, the same code as
-`python -m imgclf deps`). Those files must be exactly the stage's .py deps: a missing one would
-leave a stale result after a code change, an extra one re-runs a stage for nothing.
+For each stage, imgclf.pipeline.deps (the same code as `python -m imgclf deps`) reads the imports its
+script reaches. Those files must be exactly the stage's .py deps: a missing one would leave a stale
+result after a code change, an extra one re-runs a stage for nothing.
 """
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
-
 import pytest
 import yaml
 
-from imgclf.pipeline import deps
+from imgclf.pipeline import deps, stages
 
 from conftest import REPO
 
@@ -78,41 +75,33 @@ def test_params_exist_and_outputs_are_conventional(name):
         assert (options or {}).get("cache") is False, f"{name}: metrics should be cache: false"
 
 
-def lazy_imgclf_imports(path: Path) -> list[int]:
-    """Line numbers of imgclf imports inside functions (invisible to the import probe)."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    functions = [node for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
-    lines = set()
-    for function in functions:
-        for node in ast.walk(function):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0:
-                names = [node.module or ""]
-            else:
-                continue
-            if any(name == "imgclf" or name.startswith("imgclf.") for name in names):
-                lines.add(node.lineno)
-    return sorted(lines)
-
-
-# The command-line dispatcher imports `predict` (and so TensorFlow) only for that command; no
-# stage imports it (checked below), so no stage's deps depend on that import.
-CLI = REPO / "src" / "imgclf" / "cli.py"
+def test_every_stage_reads_exactly_the_sections_the_stage_list_names():
+    for name, entry in dvc_stages().items():
+        sections = {key.split(".")[0] for key in entry_names(entry.get("params"))}
+        assert sections == set(stages.get(name).sections), name
+    assert [stage.name for stage in stages.STAGES] == list(dvc_stages())
 
 
 def test_no_stage_imports_the_command_line():
-    for stage, entry in yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"].items():
+    for stage, entry in dvc_stages().items():
         assert "src/imgclf/cli.py" not in entry["deps"], stage
 
 
-@pytest.mark.parametrize(
-    "path",
-    sorted(path for path in [*REPO.glob("stages/*.py"), *REPO.glob("src/imgclf/**/*.py")] if path != CLI),
-    ids=lambda path: path.relative_to(REPO).as_posix(),
-)
-def test_no_lazy_imgclf_imports(path):
-    assert not lazy_imgclf_imports(path), (
-        f"{path.relative_to(REPO)}: imgclf imported inside a function at lines "
-        f"{lazy_imgclf_imports(path)}: import at module level so dvc.yaml deps can be checked"
-    )
+def test_deps_follow_every_import_but_the_tracking_view_and_empty_packages(tmp_path):
+    """Imports inside functions count; imgclf.tracking and what only it reaches do not, nor an __init__.py
+    that holds only its docstring."""
+    files = {
+        "stages/probe.py": "from imgclf.a import b\n",
+        "src/imgclf/__init__.py": '"""Docstring only."""\n',
+        "src/imgclf/a/__init__.py": 'VALUE = 1\n',
+        "src/imgclf/a/b.py": "def f():\n    from imgclf import c\n    from imgclf.tracking import runs\n",
+        "src/imgclf/c.py": "import os\n",
+        "src/imgclf/tracking/__init__.py": "",
+        "src/imgclf/tracking/runs.py": "from imgclf import d\n",
+        "src/imgclf/d.py": "",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert deps.imports(tmp_path, ["probe"]) == {"probe": [
+        "stages/probe.py", "src/imgclf/a/__init__.py", "src/imgclf/a/b.py", "src/imgclf/c.py"]}

@@ -14,7 +14,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from imgclf.params import apply_overrides
-from imgclf.pipeline.report import MODEL_STAGES
+from imgclf.pipeline.stages import MODEL_STAGES
 
 from conftest import REPO, STAGE_RUNS
 from dvc_project import make_project, run

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from imgclf import params as params_module
+from imgclf.pipeline import stages
 from imgclf.tracking import datasets, runs, shared_params
 
 from conftest import REPO
@@ -16,8 +17,6 @@ from test_ui_browser import CHROMIUM, launch
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")]
-SECTIONS = {"baseline": ["seed", "data", "image", "mlflow", "cnn", "baseline"],
-            "augmented": ["seed", "data", "image", "mlflow", "cnn", "augmentation", "augmented"]}
 LEARNING_RATE = {"baseline": 0.001, "augmented": 0.002}
 PIPELINES = ("exp-one", "exp-two")
 
@@ -32,12 +31,12 @@ def two_pipelines(workspace, make_split, write_params, monkeypatch) -> dict[tupl
     for pipeline in PIPELINES:
         monkeypatch.setenv("IMGCLF_PIPELINE_ID", pipeline)
         monkeypatch.setenv("DVC_EXP_NAME", pipeline)
-        for stage, sections in SECTIONS.items():
-            flat = params_module.flatten(params_module.section_dict(config, *sections)) | shared_params.shared(stage, config)
+        for stage in (stages.get("baseline"), stages.get("augmented")):
+            flat = params_module.flatten(params_module.section_dict(config, *stage.sections)) | shared_params.shared(stage, config)
             inputs = datasets.split_inputs(config.data.source, config.data.path)
-            with runs.stage_run(stage, "image-classification", flat, config.data.source, inputs) as run:
-                run.log_metrics({"accuracy": 0.7 if stage == "baseline" else 0.8})
-                ids[(pipeline, stage)] = run.run_id
+            with runs.stage_run(stage.name, "image-classification", flat, config.data.source, inputs) as run:
+                run.log_metrics({"accuracy": 0.7 if stage.name == "baseline" else 0.8})
+                ids[(pipeline, stage.name)] = run.run_id
     return ids
 
 
@@ -73,7 +72,7 @@ def test_compare_page_lines_up_shared_params_and_runs_table_nests_stages_under_p
             assert page.get_by_text("baseline", exact=True).count() == 0  # stage runs are nested, collapsed
             parent = page.locator("[role=row]", has=page.get_by_text("pipeline exp-one", exact=True)).first
             parent.locator("button").first.click()  # the run name cell's expander
-            for stage in SECTIONS:
+            for stage in ("baseline", "augmented"):
                 page.get_by_text(stage, exact=True).first.wait_for(timeout=60_000)
             page.get_by_text(f"mnist-sample/train ({digest})").first.wait_for(timeout=60_000)
             page.get_by_text(f"mnist-sample/test ({digest})").first.wait_for(timeout=60_000)

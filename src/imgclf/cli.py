@@ -9,11 +9,12 @@ import os
 import sys
 from pathlib import Path
 
+import matplotlib
 import yaml
 
 from imgclf import paths, team
 from imgclf.errors import UserError, exit_with
-from imgclf.pipeline import deps, report
+from imgclf.pipeline import deps, report, stages
 from imgclf.tracking import lineage, queries, registry, store
 from imgclf.tracking.tags import TAG_EXP_NAME, TAG_PIPELINE
 
@@ -58,7 +59,7 @@ def parser() -> argparse.ArgumentParser:
     )
     classify.add_argument("paths", nargs="+", metavar="PATH", help="image files, or folders searched for them")
     classify.add_argument("--model", default="best", help="best (the registry's champion, default), a stage "
-                          f"({', '.join(report.MODEL_STAGES)}: models/<stage>/), or an MLflow model URI")
+                          f"({', '.join(stages.MODEL_STAGES)}: models/<stage>/), or an MLflow model URI")
     classify.add_argument("--top-k", type=int, default=1, help="labels per image, best first (default 1)")
     classify.add_argument("--format", choices=PREDICT_FORMATS, default="table")
     classify.add_argument("--batch-size", type=int, default=32)
@@ -184,6 +185,8 @@ def serve(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of `python -m imgclf`."""
     args = parser().parse_args(argv)
+    matplotlib.use("Agg")  # plots go to files: no display
+    store.configure_client()
     if args.command == "deps":
         raise SystemExit(deps.main(args.root.resolve(), args.write))
     try:

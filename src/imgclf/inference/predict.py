@@ -20,13 +20,13 @@ from imgclf.data.images import FORMATS
 from imgclf.errors import UserError
 from imgclf.inference import serving
 from imgclf.inference.classifier import Classifier, Outcome
-from imgclf.pipeline import report
+from imgclf.pipeline import stages
 from imgclf.tracking import registry, store
 
 
 def load_model(choice: str, registered_model: str) -> tuple[Classifier, str]:
     """(classifier, what it is) for --model: best (the registry's champion), a stage, or an MLflow model URI."""
-    if choice in report.MODEL_STAGES:
+    if choice in stages.MODEL_STAGES:
         hint = f"run the {choice} stage first (dvc repro {choice})"
         return Classifier.load(paths.model_file(choice), paths.classifier_info(choice), hint), str(paths.model_dir(choice))
     if choice == "best":
@@ -37,7 +37,7 @@ def load_model(choice: str, registered_model: str) -> tuple[Classifier, str]:
     if ":/" in choice:
         store.client(store.tracking_uri())  # reachable, and the URI's registry/runs are this store's
         return _from_mlflow(choice), choice
-    raise UserError(f"--model {choice}: give best, a stage ({', '.join(report.MODEL_STAGES)}) or an MLflow model URI "
+    raise UserError(f"--model {choice}: give best, a stage ({', '.join(stages.MODEL_STAGES)}) or an MLflow model URI "
                     f"(models:/<name>@<alias>, models:/<model id>)")
 
 

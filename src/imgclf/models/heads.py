@@ -1,5 +1,4 @@
-"""Classifier heads: the chapter's top classifier on backbone features, it composed with its backbone, and
-several softmax heads joined into one output."""
+"""Classifier heads: the chapter's top classifier on backbone features, and it composed with its backbone."""
 
 from __future__ import annotations
 
@@ -59,10 +58,3 @@ def on_images(
         return keras.Model(inputs, {column: model(features) for column, model in by_column.items()}, name=name)
     return keras.Model(inputs, head(features), name=name)
 
-
-def joined(model: keras.Model) -> keras.Model:
-    """A model with one softmax head per label column (its outputs a dict by column) as a model with one
-    output: the heads' probabilities side by side, in the dict's order (a Concatenate layer `class`). What is
-    saved, predicted with and served; classifier.json says which columns are whose."""
-    heads = list(model.output.values())
-    return keras.Model(model.input, layers.Concatenate(dtype="float32", name="class")(heads), name=model.name)

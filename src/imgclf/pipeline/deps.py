@@ -1,42 +1,23 @@
-"""The dvc.yaml deps contract: a stage's code deps are its module plus exactly the imgclf modules it imports.
+"""The dvc.yaml deps contract: a stage's code deps are its module plus exactly the project modules it reaches.
 
 `python -m imgclf deps` prints each stage's code deps as its imports say and exits 1 if dvc.yaml
 differs; `python -m imgclf deps --write` rewrites the deps lists (other deps, comments and the
-rest of the file stay as they are). The imports are found by importing every stage module in a
-fresh interpreter, the way `python -m stages.<stage>` loads it.
+rest of the file stay as they are). The imports are read from the source (no module is imported):
+every import a stage's script reaches, except the MLflow tracking package (a view, never a source
+of a DVC output) and docstring-only package files.
 """
 
 from __future__ import annotations
 
-import json
-import os
+import ast
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 
-# Imports each stage module in turn, forgetting the project's modules between stages (third-party
-# ones stay loaded: that only saves time), and prints the project files each one loaded.
-PROBE = r"""
-import importlib, json, sys
-from pathlib import Path
-
-root, names = Path(sys.argv[1]).resolve(), sys.argv[2:]
-sys.path[:0] = [str(root), str(root / "src")]
-found = {}
-for name in names:
-    for module in [m for m in sys.modules if m.split(".")[0] in ("imgclf", "stages")]:
-        del sys.modules[module]
-    importlib.import_module(f"stages.{name}")
-    files = set()
-    for module, loaded in list(sys.modules.items()):
-        if module.split(".")[0] in ("imgclf", "stages") and getattr(loaded, "__file__", None):
-            files.add(Path(loaded.__file__).resolve().relative_to(root).as_posix())
-    found[name] = sorted(files)
-print("IMPORTS=" + json.dumps(found))
-"""
+# imgclf.tracking writes to MLflow only (the store is a view: nothing a DVC output holds comes from it),
+# so editing it re-runs no stage; what only it imports is not a stage's dep either.
+VIEW = "imgclf.tracking"
 CODE_DEP = re.compile(r"^\s*-\s+((?:src|stages)/\S+\.py)\s*(#.*)?$")
 
 
@@ -45,17 +26,61 @@ def stage_command(stage: str) -> str:
     return f"python -m stages.{stage}"
 
 
+def _file(root: Path, module: str) -> Path | None:
+    """The project file of a module name (imgclf.* under src/, stages.*), or None for any other."""
+    if module.split(".")[0] not in ("imgclf", "stages"):
+        return None
+    base = root / ("src" if module.startswith("imgclf") else "") / module.replace(".", "/")
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _imported(root: Path, path: Path) -> set[str]:
+    """The project modules a file imports, anywhere in it (inside functions too), with their packages."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names
+                         if _file(root, f"{node.module}.{alias.name}"))
+    with_packages = set()
+    for name in names:
+        parts = name.split(".")
+        with_packages.update(".".join(parts[:end]) for end in range(1, len(parts) + 1))
+    return {name for name in with_packages if _file(root, name)}
+
+
+def _holds_code(path: Path) -> bool:
+    """False for an __init__.py that holds only its docstring: it cannot change what a stage does."""
+    body = ast.parse(path.read_text(encoding="utf-8")).body
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        body = body[1:]
+    return path.name != "__init__.py" or bool(body)
+
+
 def imports(root: Path, stages: list[str]) -> dict[str, list[str]]:
-    """{stage: the project files `python -m stages.<stage>` imports}, module file first."""
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE, str(root), *stages], capture_output=True, text=True, cwd=root,
-        timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"importing the stage modules failed:\n{result.stderr[-3000:]}")
-    line = next(line for line in result.stdout.splitlines() if line.startswith("IMPORTS="))
-    found = json.loads(line[len("IMPORTS="):])
-    return {name: [f"stages/{name}.py", *(f for f in files if f != f"stages/{name}.py")] for name, files in found.items()}
+    """{stage: the project files stages/<stage>.py reaches through its imports}, module file first.
+
+    Every import counts, at module level or inside a function; imgclf.tracking (VIEW) and what only
+    it reaches are left out, and so is an __init__.py that holds nothing but its docstring.
+    """
+    found = {}
+    for stage in stages:
+        seen, todo = set(), [f"stages.{stage}"]
+        while todo:
+            module = todo.pop()
+            if module in seen or module == VIEW or module.startswith(VIEW + "."):
+                continue
+            seen.add(module)
+            todo.extend(_imported(root, _file(root, module)))
+        files = {_file(root, module) for module in seen}
+        listed = sorted(path.relative_to(root).as_posix() for path in files if _holds_code(path))
+        found[stage] = [f"stages/{stage}.py", *(path for path in listed if path != f"stages/{stage}.py")]
+    return found
 
 
 def declared(dvc_yaml: Path) -> dict[str, list[str]]:

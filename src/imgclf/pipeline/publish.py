@@ -12,12 +12,11 @@ import numpy as np
 from imgclf import atomic, paths
 from imgclf.inference import classifier as classifier_module
 from imgclf.inference import model_file
-from imgclf.models.heads import joined
 from imgclf.params import Params, flatten
 from imgclf.pipeline import evaluation, plots
 from imgclf.tracking import logged_models
 from imgclf.tracking.runs import StageRun
-from imgclf.training.fit import Fitted
+from imgclf.training.fitted import Fitted
 
 
 def model_stage(
@@ -54,7 +53,7 @@ def model_stage(
         metrics = evaluation.heads_metrics(labels, probabilities, dict(heads))
     else:
         metrics = evaluation.test_metrics(labels, probabilities, class_names)
-    deployable = model_file.without_optimizer(image_model or (joined(model) if heads else model))
+    deployable = model_file.without_optimizer(image_model or (_joined(model) if heads else model))
     metrics |= {
         "epochs": len(fitted.history.get("loss", [])),
         "trainable_params": int(sum(np.prod(weight.shape) for weight in model.trainable_weights)),
@@ -117,3 +116,11 @@ def _example_images(test: evaluation.TestData, model: keras.Model, features_only
         return evaluation.input_example(test).astype(np.uint8)
     shape = model.input_shape[1:]
     return np.random.default_rng(0).integers(0, 256, size=(evaluation.INPUT_EXAMPLE_SIZE, *shape), dtype=np.uint8)
+
+
+def _joined(model: keras.Model) -> keras.Model:
+    """A model with one softmax head per label column (its outputs a dict by column) as a model with one
+    output: the heads' probabilities side by side, in the dict's order (a Concatenate layer `class`). What is
+    saved, predicted with and served; classifier.json says which columns are whose."""
+    outputs = list(model.output.values())
+    return keras.Model(model.input, keras.layers.Concatenate(dtype="float32", name="class")(outputs), name=model.name)

@@ -18,16 +18,13 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
 from imgclf import atomic, paths
+from imgclf.pipeline.stages import MODEL_STAGES
 from imgclf.tracking.tags import TAG_PIPELINE
 
-MODEL_STAGES = ("perceptron", "convnet", "baseline", "augmented", "top", "svm", "finetune")
 COLUMNS = [
     "stage", "accuracy", "f1_macro", "loss", "trainable_params", "total_params", "model_size_mb",
     "epochs", "backbone", "weights",

@@ -5,40 +5,47 @@ from __future__ import annotations
 import atexit
 import errno
 import gc
-from typing import Callable, Sequence
+from pathlib import Path
+from typing import Callable
+
+import matplotlib
 
 from imgclf import params as params_module
 from imgclf.errors import UserError, exit_with
-from imgclf.tracking import datasets, runs, shared_params
+from imgclf.pipeline import stages
+from imgclf.tracking import datasets, runs, shared_params, store
 
 Recipe = Callable[[params_module.Params, runs.StageRun], None]
 # A full disk, a quota, a file-size limit (ulimit -f), a read-only file system: the user's to fix.
 CANNOT_WRITE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 
-# A stage process would end with a garbage collection over everything TensorFlow, Keras and MLflow
-# imported: 1.5 s of every TensorFlow stage's exit on 2 cores. Frozen at exit, those objects are
-# freed without that pass. Nothing waits for it: outputs are complete and the run ended before exit
-# (summary writers are closed explicitly), and exit handlers still run; only a reference cycle
-# still alive then goes unfinalized, as the interpreter never promised otherwise. Any process that
-# imports this module (a test session too) just exits faster.
-atexit.register(gc.freeze)
+
+def freeze_at_exit() -> None:
+    """Freeze the heap when the process exits, so its last garbage collection skips all that TensorFlow,
+    Keras and MLflow imported (benchmarks/README.md has the cost). Outputs are complete and the run has
+    ended by then; only a reference cycle still alive goes unfinalized, as Python never promised otherwise."""
+    atexit.unregister(gc.freeze)  # once, however many stages one process runs (tests run several)
+    atexit.register(gc.freeze)
 
 
-def main(stage: str, sections: Sequence[str], recipe: Recipe) -> None:
+def main(recipe: Recipe) -> None:
     """Validate params.yaml, then run `recipe(params, tracked)` inside the stage's MLflow run.
 
-    `sections` are the params sections the stage reads (dvc.yaml lists the same): they are logged
-    to MLflow, resolved (`auto` replaced by the value used), flattened as `section.key`, and the fit
-    settings again under the names every stage shares (`epochs`, `learning_rate`: tracking.shared_params).
+    The stage is the recipe's script (stages/<name>.py); imgclf.pipeline.stages says which params
+    sections it reads (dvc.yaml lists the same): they are logged to MLflow, resolved (`auto` replaced
+    by the value used), flattened as `section.key`, and the fit settings again under the names every
+    stage shares (`epochs`, `learning_rate`: tracking.shared_params).
     """
+    stage = stages.get(Path(recipe.__code__.co_filename).stem)
+    freeze_at_exit()
+    matplotlib.use("Agg")  # plots go to files: no display
+    store.configure_client()
     try:
         config = params_module.load()
-        flat = params_module.flatten(params_module.section_dict(config, *sections)) | shared_params.shared(stage, config)
-        # The stages after split read it: logged as the run's datasets (train and test).
-        reads_split = "data" in sections and stage not in ("download", "split")
-        inputs = datasets.split_inputs(config.data.source, config.data.path) if reads_split else []
-        dataset = config.data.source if "data" in sections else None
-        with runs.stage_run(stage, config.mlflow.experiment, flat, dataset, inputs) as tracked:
+        flat = params_module.flatten(params_module.section_dict(config, *stage.sections)) | shared_params.shared(stage, config)
+        inputs = datasets.split_inputs(config.data.source, config.data.path) if stage.reads_split else []
+        dataset = config.data.source if "data" in stage.sections else None
+        with runs.stage_run(stage.name, config.mlflow.experiment, flat, dataset, inputs) as tracked:
             recipe(config, tracked)
     except UserError as error:
         exit_with(error)
@@ -46,6 +53,6 @@ def main(stage: str, sections: Sequence[str], recipe: Recipe) -> None:
         if error.errno not in CANNOT_WRITE:
             raise
         exit_with(UserError(
-            f"{stage}: cannot write {error.filename or 'its outputs'} ({error.strerror}): free disk space "
+            f"{stage.name}: cannot write {error.filename or 'its outputs'} ({error.strerror}): free disk space "
             f"(or raise the limit), then run it again: no partial output was kept"
         ))

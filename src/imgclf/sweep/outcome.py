@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from imgclf.pipeline.report import MODEL_STAGES
+from imgclf.pipeline.stages import MODEL_STAGES
 from imgclf.sweep.grid import Point
 from imgclf.tracking.pipeline_run import ROLE, TAG_ROLE
 from imgclf.tracking.tags import TAG_EXP_NAME

@@ -9,7 +9,6 @@ model on features, through the sklearn flavor with skops serialization. Its mode
 
 from __future__ import annotations
 
-import os
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Mapping
@@ -22,9 +21,6 @@ from imgclf.inference import serving
 from imgclf.tracking import store
 from imgclf.tracking.runs import StageRun
 from imgclf.tracking.tags import TAG_CLASSIFIER_MODEL
-
-# Logging a model validates its input example by loading it back: no progress bars from that in stage logs.
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 KERAS_MODEL = "model"
 CLASSIFIER_MODEL = "classifier"

@@ -12,31 +12,26 @@ from __future__ import annotations
 from typing import Any
 
 from imgclf.params import Params
+from imgclf.pipeline.stages import Stage
 
 FIT_KEYS = ("epochs", "batch_size", "learning_rate", "class_weight", "steps")
-# What each stage trains, and with which optimizer (fit.py: Adam unless the recipe passes one).
-ARCHITECTURE = {"perceptron": "perceptron", "convnet": "convnet", "top": "dense_head", "svm": "linear_svm",
-                "finetune": "backbone+dense_head"}  # baseline and augmented: cnn.architecture
-OPTIMIZER = {"perceptron": "sgd", "convnet": "adam", "baseline": "adam", "augmented": "adam", "top": "adam",
-             "svm": "liblinear", "finetune": "sgd"}
-BACKBONE_STAGES = ("bottleneck", "top", "svm", "finetune")
 
 
-def shared(stage: str, config: Params) -> dict[str, Any]:
+def shared(stage: Stage, config: Params) -> dict[str, Any]:
     """The stage's fit settings under the shared keys (empty for stages that train nothing)."""
     values: dict[str, Any] = {}
-    section = getattr(config, stage, None)
-    if stage in OPTIMIZER:
-        values["architecture"] = ARCHITECTURE.get(stage) or config.cnn.architecture
-        values["optimizer"] = OPTIMIZER[stage]
+    section = getattr(config, stage.name, None)
+    if stage.trains:
+        values["architecture"] = stage.architecture or config.cnn.architecture
+        values["optimizer"] = stage.optimizer
         for key in FIT_KEYS:
             if hasattr(section, key):
                 values[key] = getattr(section, key)
-    if stage in ("baseline", "augmented"):
+    if "cnn" in stage.sections:
         values["precision"] = config.cnn.precision
-    if stage in BACKBONE_STAGES:
+    if stage.uses_backbone:
         values["backbone"] = config.backbone.name
         values["precision"] = config.backbone.precision
-        if stage == "bottleneck":
+        if stage.name == "bottleneck":
             values["batch_size"] = config.bottleneck.batch_size
     return values

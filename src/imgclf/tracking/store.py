@@ -23,13 +23,17 @@ from mlflow.tracking import MlflowClient
 from imgclf import paths
 from imgclf.errors import UserError
 
-# Fail fast on an unreachable server instead of MLflow's minutes of retries (read per request).
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 
-# "Creating initial MLflow database tables..." is noise on a stage's stderr; errors stay one line.
-logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
-logging.getLogger("alembic").setLevel(logging.WARNING)
+def configure_client() -> None:
+    """The MLflow client as the project's entry points (a stage, the command line) use it."""
+    # Fail fast on an unreachable server instead of MLflow's minutes of retries (read per request).
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    # Logging a model validates its input example by loading it back: no progress bars in stage logs.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # "Creating initial MLflow database tables..." is noise on a stage's stderr; errors stay one line.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 LOCK_TIMEOUT_S = 600
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import psutil
 
 from imgclf import paths
+from imgclf.pipeline import stages
 from imgclf.tracking import lineage
 
 TAG_STAGE = "dvc.stage"
@@ -94,7 +95,7 @@ def stage_tags(stage: str) -> dict[str, str]:
     if os.environ.get("DVC_EXP_NAME"):
         tags[TAG_EXP_NAME] = os.environ["DVC_EXP_NAME"]
     # download precedes any manifest; split replaces it (stage_run tags the new one when it ends)
-    digest = data_hash() if stage not in ("download", "split") else None
+    digest = data_hash() if stages.get(stage).kind != "data" else None
     if digest:
         tags[TAG_DATA_HASH] = digest
     stage_hash = lineage.current_fingerprint(stage)

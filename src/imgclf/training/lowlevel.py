@@ -17,8 +17,7 @@ from tensorboard.plugins.histogram import metadata as histogram_metadata
 
 from imgclf.data import tfdata
 from imgclf.params import ConvnetParams, PerceptronParams
-from imgclf.training import fit
-from imgclf.training.fit import Fitted
+from imgclf.training.fitted import Fitted, log_dir
 
 HISTOGRAM_BUCKETS = 30  # tf.summary.histogram's default
 StepResult = tuple[tf.Tensor, tf.Tensor, Mapping[str, tf.Tensor]]
@@ -103,10 +102,10 @@ def train(
     graph tab).
     """
     started = time.perf_counter()
-    log_dir = fit.log_dir(stage)
+    events = log_dir(stage)
     history: dict[str, list[float]] = {"loss": [], "accuracy": []}
     folders = ("train", "validation", "test") if test_every else ("train", "validation")
-    writers = {name: tf.summary.create_file_writer(str(log_dir / name)) for name in folders}
+    writers = {name: tf.summary.create_file_writer(str(events / name)) for name in folders}
     first_test_batch = next(iter(data.test)) if test_every else None
     epoch_losses: list[float] = []
     epoch_accuracies: list[float] = []

@@ -28,7 +28,7 @@ from skops.io.exceptions import UntrustedTypesFoundException
 from imgclf.errors import UserError
 from imgclf.inference import model_file
 from imgclf.params import SvmParams
-from imgclf.training.fit import Fitted
+from imgclf.training.fitted import Fitted
 
 MAX_ITERATIONS = 10_000
 SCHEMA = "schema.json"  # a .skops file's description of the object tree

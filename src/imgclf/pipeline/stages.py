@@ -1,0 +1,58 @@
+"""The pipeline's stages, listed once: what each one is, what it trains, which params sections it reads.
+
+The report, predict, the command line, the sweep, the stage skeleton and the MLflow run tags all read
+this table; dvc.yaml runs the same stages in the same order, and a test checks each stage's `sections`
+against its dvc.yaml `params:`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One DVC stage: its name is its script (stages/<name>.py), its MLflow run and models/<name>/."""
+
+    name: str
+    kind: str  # data (download, split) | features (bottleneck) | model (trains a classifier) | report
+    sections: tuple[str, ...]  # the params.yaml sections it reads (dvc.yaml's params name keys of these)
+    architecture: str | None = None  # what a model stage trains; None: params' cnn.architecture
+    optimizer: str | None = None  # a model stage's optimizer
+    uses_backbone: bool = False  # reads backbone.*: bottleneck and the stages built on its features
+
+    @property
+    def trains(self) -> bool:
+        """Whether the stage trains a model (writes models/<name>/)."""
+        return self.kind == "model"
+
+    @property
+    def reads_split(self) -> bool:
+        """Whether the stage reads the split (its MLflow run logs the split's datasets)."""
+        return self.kind in ("features", "model")
+
+
+_SHARED = ("seed", "data", "image")
+STAGES = (
+    Stage("download", "data", ("data",)),
+    Stage("split", "data", ("seed", "data")),
+    Stage("perceptron", "model", (*_SHARED, "mlflow", "perceptron"), "perceptron", "sgd"),
+    Stage("convnet", "model", (*_SHARED, "mlflow", "convnet"), "convnet", "adam"),
+    Stage("baseline", "model", (*_SHARED, "mlflow", "cnn", "train", "baseline"), None, "adam"),
+    Stage("augmented", "model", (*_SHARED, "mlflow", "cnn", "augmentation", "train", "augmented"), None, "adam"),
+    Stage("bottleneck", "features", (*_SHARED, "backbone", "bottleneck"), uses_backbone=True),
+    Stage("top", "model", (*_SHARED, "mlflow", "backbone", "train", "top"), "dense_head", "adam", True),
+    Stage("svm", "model", (*_SHARED, "mlflow", "backbone", "svm"), "linear_svm", "liblinear", True),
+    Stage("finetune", "model", (*_SHARED, "mlflow", "backbone", "augmentation", "train", "finetune"),
+          "backbone+dense_head", "sgd", True),
+    Stage("report", "report", ("report", "mlflow")),
+)
+BY_NAME = {stage.name: stage for stage in STAGES}
+MODEL_STAGES = tuple(stage.name for stage in STAGES if stage.trains)
+
+
+def get(name: str) -> Stage:
+    """The stage called `name`; a ValueError naming the stages for any other name."""
+    if name not in BY_NAME:
+        raise ValueError(f"{name!r} is not a pipeline stage: {', '.join(BY_NAME)}")
+    return BY_NAME[name]
