@@ -16,8 +16,8 @@ help: ## list the targets
 # The environment is locked: requirements.lock pins every package (with hashes), resolved from
 # pyproject.toml by `make lock`. uv installs it; it is itself pinned in the lock. --compile-bytecode:
 # uv does not write .pyc files by default, and with PYTHONDONTWRITEBYTECODE set (as on this project's machines)
-# Python never caches them either: every stage process then compiled ~5,500 modules (TensorFlow, Keras,
-# MLflow) from source, 6-10 s of each stage's start-up.
+# Python never caches them either: every stage process would then compile TensorFlow, Keras and MLflow
+# from source at start-up.
 UV_VERSION := $(shell sed -n 's/^uv==\([0-9.]*\).*/\1/p' requirements.lock)
 
 $(STAMP): pyproject.toml requirements.lock

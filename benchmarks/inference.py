@@ -46,7 +46,7 @@ from imgclf.inference.classifier import Classifier, write_info
 from imgclf.models import architectures
 from imgclf.params import CnnParams
 
-from servers import free_port, start, stop, wait_until_up
+from helpers.servers import free_port, start, stop, wait_until_up
 
 FILES = 256
 BATCH = 32

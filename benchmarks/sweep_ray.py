@@ -5,7 +5,7 @@
 The tests' tiny project (download, split, perceptron), reproduced once and pushed (git: a bare
 repository; DVC: a local folder remote; MLflow: `mlflow server` on SQLite, all on 127.0.0.1), then
 `sweep -S perceptron.learning_rate=0.1,0.2,0.3,0.4` in a clone with `--jobs 1` (one after another), and
-the same grid with `--ray` over the cluster that tests/test_sweep_ray.py starts. Writes
+the same grid with `--ray` over the cluster that tests/helpers/ray_cluster.py starts. Writes
 results/sweep_ray.json: both wall times and the per-experiment accuracies (which must agree).
 """
 
@@ -23,12 +23,11 @@ from pathlib import Path
 
 from common import RESULTS, ROOT, machine_info
 
-sys.path.insert(0, str(ROOT / "tests"))
-from test_sweep_ray import RayCluster
-
-from dvc_project import VENV_BIN, make_project, project_env, run
-from servers import free_port, wait_until_up
-from test_experiments_queue import STAGES, TINY
+sys.path.insert(0, str(ROOT / "tests"))  # the tests' helpers: the Ray cluster, the tiny DVC project, servers
+from helpers.dvc_project import VENV_BIN, make_project, project_env, run
+from helpers.queue import STAGES, TINY
+from helpers.ray_cluster import RayCluster
+from helpers.servers import free_port, wait_until_up
 
 GRID = ["-S", "perceptron.learning_rate=0.1,0.2,0.3,0.4"]
 

@@ -24,13 +24,13 @@ def run(params, tracked) -> None:
         raise UserError(f"{paths.top_head_file()}: not found: {TOP_MISSING}")
     determinism.seed_everything(params.seed)
     determinism.set_precision(backbone.precision)
-    data = tfdata.load_split(params, settings.batch_size, heads=True)  # one softmax head per label column
+    data = tfdata.load_split(params, settings.batch_size, all_label_columns=True)  # one softmax head per label column
     train = augmentation.augment_dataset(data.train, params.augmentation, params.seed)  # endless
     with distribution.scope(params.train):  # one device, or one replica per device (mirrored)
         # Loaded after seeding: Dropout's seed generator is created at load time.
         head = model_file.load(paths.top_head_file(), TOP_MISSING)
         model, frozen = finetune.build(backbone, params.seed, weights, head, data.input_shape, len(data.class_names),
-                                       settings.trainable, data.heads)
+                                       settings.trainable, data.label_heads)
         optimizer = keras.optimizers.SGD(learning_rate=settings.learning_rate, momentum=settings.momentum)
         fitted = fit.fit(
             model, train, data.validation, settings, "finetune", data.class_counts,
@@ -38,7 +38,7 @@ def run(params, tracked) -> None:
         )
     publish.model_stage(
         "finetune", model, fitted, data.test, data.class_names, tracked, params,
-        extra_metrics=facts | {"frozen_layers": frozen, "train_images": data.train_size}, heads=data.heads,
+        extra_metrics=facts | {"frozen_layers": frozen, "train_images": data.train_size}, label_heads=data.label_heads,
     )
 
 

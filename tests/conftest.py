@@ -3,30 +3,20 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import pytest
 import yaml
-from PIL import Image
 
 from imgclf.params import set_dotted
 
-REPO = Path(__file__).resolve().parents[1]
-# search_runs filter for the stage runs, leaving out each pipeline's parent run (imgclf.role = pipeline)
-STAGE_RUNS = "tags.`dvc.stage` != ''"
+from helpers.workspace import REPO, TINY_TRAINING, TINY_TRANSFER, pattern_image
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Stage processes run as `python -m stages.<stage>` in temp workspaces: the repo's stages/ must be
 # importable from there (a DVC project's own copy still wins: for -m, the cwd comes first).
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-
-
-def stage_argv(name: str) -> list[str]:
-    """The command line that runs one stage, as dvc.yaml runs it."""
-    return [sys.executable, "-m", f"stages.{name}"]
 
 
 @pytest.fixture
@@ -53,19 +43,6 @@ def write_params(workspace: Path) -> Callable[..., Any]:
         return params_module.load(workspace / "params.yaml")
 
     return write
-
-
-def pattern_image(label: int, index: int, size: tuple[int, int], rgb: bool) -> Image.Image:
-    """A learnable image: a bright bar whose position encodes the class, plus seeded noise."""
-    height, width = size
-    rng = np.random.default_rng([label, index])
-    pixels = rng.integers(0, 60, size=(height, width), dtype=np.uint8)
-    band = max(1, height // 6)
-    row = (label * 2 * band) % max(1, height - band)
-    pixels[row:row + band, :] = 230
-    if rgb:
-        return Image.fromarray(np.stack([pixels, np.roll(pixels, 1, axis=1), pixels[::-1]], axis=-1), "RGB")
-    return Image.fromarray(pixels, "L")
 
 
 @pytest.fixture
@@ -111,22 +88,6 @@ def raw_mnist_sample(workspace: Path, mnist_sample_npz: Path) -> Path:
     return raw
 
 
-# Training stages on tiny data: 16x16, 3 classes, a tiny CNN, 1 epoch, no MLflow model unless asked.
-TINY_TRAINING = {
-    "image.size": [16, 16],
-    "data.validation_fraction": 0.2,
-    "perceptron.steps": 6,
-    "perceptron.batch_size": 8,
-    "cnn.filters": [4, 8],
-    "cnn.dense_units": 16,
-    "baseline.epochs": 1,
-    "baseline.batch_size": 8,
-    "augmented.epochs": 1,
-    "augmented.batch_size": 8,
-    "mlflow.log_model": False,
-}
-
-
 @pytest.fixture
 def tiny_training(make_split: Callable[..., Path], write_params: Callable[..., Any]) -> Callable[..., Any]:
     """tiny_training({"baseline.epochs": 2}) -> Params: a tiny split plus params for fast training."""
@@ -134,6 +95,20 @@ def tiny_training(make_split: Callable[..., Path], write_params: Callable[..., A
     def setup(overrides: dict[str, Any] | None = None) -> Any:
         make_split()
         return write_params(TINY_TRAINING | (overrides or {}))
+
+    return setup
+
+
+@pytest.fixture
+def with_features(make_split: Callable[..., Path], write_params: Callable[..., Any],
+                  run_stage_script: Callable[[str], None]) -> Callable[..., Any]:
+    """A tiny split (3 classes, 16x16) and its VGG16 (weights none, 32x32) features."""
+
+    def setup(overrides: dict[str, Any] | None = None) -> Any:
+        make_split()
+        params = write_params(TINY_TRANSFER | (overrides or {}))
+        run_stage_script("bottleneck")
+        return params
 
     return setup
 
@@ -174,8 +149,8 @@ def mlflow_store(workspace: Path, mlflow_store_template: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def team():
-    """`python -m imgclf server` (PostgreSQL + S3 endpoint + MLflow) for one test module (test_team.TeamServer)."""
-    from test_team import TeamServer
+    """`python -m imgclf server` (PostgreSQL + S3 endpoint + MLflow) for one test module (helpers.team_server)."""
+    from helpers.team_server import TeamServer
 
     server = TeamServer()
     server.start()

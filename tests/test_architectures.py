@@ -14,7 +14,7 @@ from imgclf.inference import model_file
 from imgclf.models import architectures, layers
 from imgclf.params.schema import ARCHITECTURES
 
-from test_models import CHAPTER
+from helpers.presets import CHAPTER
 
 SHAPES = {(28, 28, 1): "chapter", (150, 150, 3): "photo"}
 

@@ -18,12 +18,14 @@ from imgclf import paths
 from imgclf.data import archive, sources, split
 from imgclf.errors import UserError
 
-from archive_builders import (
+from helpers.archive_builders import (
     corrupt_member,
+    encode,
     encrypt_flag,
     good_jpeg,
     kaggle_files,
     petimages_files,
+    real_photos,
     write_zip,
 )
 
@@ -178,8 +180,6 @@ def test_relative_archive_path_resolves_in_the_main_workspace(workspace, write_p
 def test_camera_jpeg_with_a_second_picture_is_a_jpeg(workspace, write_params, tmp_path) -> None:
     """Pillow opens multi-picture camera JPEGs as format 'MPO': they are JPEGs, not skips."""
     from PIL import Image
-
-    from archive_builders import encode, real_photos
 
     mpo = encode(real_photos()[0], "MPO", save_all=True, append_images=[real_photos()[1]])
     assert Image.open(io.BytesIO(mpo)).format == "MPO"

@@ -7,12 +7,11 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from imgclf.params import AugmentationParams
 from imgclf.training import augmentation
 
+from helpers.presets import NONE
+
 SEED = tf.constant([7, 0], tf.int64)
-NONE = AugmentationParams(horizontal_flip=False, zoom=0.0, shear=0.0, rotation=0.0, translation=0.0, vertical_flip=False,
-                          crop=1.0, channel_shift=0.0, normalization=False, whitening=False, whitening_epsilon=0.1)
 
 
 def images(count: int = 4, side: int = 12) -> np.ndarray:

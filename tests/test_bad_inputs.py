@@ -15,14 +15,13 @@ from typing import Callable
 import pandas as pd
 import pytest
 from PIL import Image
-from test_params import CASES as PARAMS_CASES
 
 from imgclf import paths
 from imgclf.data import sources, split
 from imgclf.errors import UserError
 from imgclf.pipeline import stage
 
-from archive_builders import (
+from helpers.archive_builders import (
     BAD_FILES,
     JUNK,
     NON_RGB,
@@ -34,7 +33,8 @@ from archive_builders import (
     photo_jpeg,
     write_zip,
 )
-from conftest import stage_argv
+from helpers.bad_params import CASES as PARAMS_CASES
+from helpers.workspace import stage_argv
 
 GOOD_PER_CLASS = 8
 QUOTA = {"data.test_per_class": 3, "data.train_per_class": 5}  # = GOOD_PER_CLASS: every good one is used

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, TINY_TRAINING
+from helpers.workspace import REPO, TINY_TRAINING
 
 HARNESS = str(REPO / "tests" / "logical_cpus.py")
 MNIST = {"data.source": "mnist-sample", "data.train_per_class": 200, "data.test_per_class": 50,

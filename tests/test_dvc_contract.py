@@ -13,7 +13,7 @@ import yaml
 
 from imgclf.pipeline import deps, stages
 
-from conftest import REPO
+from helpers.workspace import REPO
 
 
 def dvc_stages() -> dict[str, dict]:

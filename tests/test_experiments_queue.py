@@ -4,28 +4,14 @@ from __future__ import annotations
 
 import re
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import STAGE_RUNS
-from dvc_project import make_project, run
-
-STAGES = ["download", "split", "perceptron"]
-TINY = {"data.train_per_class": 20, "data.test_per_class": 5, "perceptron.steps": 5,
-        "mlflow.log_model": False}
-
-
-def wait_for_queue(project: Path, timeout_s: float = 900) -> str:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        status = run(["dvc", "queue", "status"], project).stdout
-        if not any(word in status for word in ("Running", "Queued")):
-            return status
-        time.sleep(5)
-    raise TimeoutError(f"queue still busy after {timeout_s} s:\n{status}")
+from helpers.dvc_project import make_project, run
+from helpers.queue import STAGES, TINY, assert_one_parent_per_experiment
+from helpers.workspace import STAGE_RUNS
 
 
 def sweep(project: Path, *args: str, check: bool = True):
@@ -77,16 +63,3 @@ def test_a_sweep_of_four_experiments_on_two_workers_lands_complete_in_one_store(
     # offline: the download stage's own line
     assert re.search(r"\) FAILED in \d+ s: imgclf: cifar10 needs cifar-10-python\.tar\.gz", lines["mix-3"]), lines["mix-3"]
     assert "Traceback" not in mixed.stderr
-
-
-def assert_one_parent_per_experiment(client: MlflowClient, experiment_id: str, runs: list, names: list[str],
-                                     stages: list[str], restorable: tuple[str, ...] = ()) -> None:
-    """One parent run per DVC experiment, each with exactly its own stage runs beneath (none crossed)."""
-    parents = client.search_runs([experiment_id], "tags.`imgclf.role` = 'pipeline'")
-    assert sorted(p.info.run_name for p in parents) == sorted(f"pipeline {name}" for name in names)
-    for parent in parents:
-        children = [r for r in runs if r.data.tags["mlflow.parentRunId"] == parent.info.run_id]
-        assert {r.data.tags["dvc.exp_name"] for r in children} == {parent.data.tags["dvc.exp_name"]}
-        ran = sorted(r.data.tags["dvc.stage"] for r in children)
-        assert ran == sorted(stages) or (ran == sorted(set(stages) - set(restorable)) and restorable), ran
-        assert parent.info.status == "FINISHED"

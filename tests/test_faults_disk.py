@@ -8,7 +8,7 @@ import resource
 import subprocess
 from pathlib import Path
 
-from conftest import stage_argv
+from helpers.workspace import stage_argv
 
 # A model big enough to cross the limit (~19 MB: 6x6x64 features into Dense 2048), tiny data.
 BIG_MODEL = {"cnn.filters": [8, 64], "cnn.dense_units": 2048}

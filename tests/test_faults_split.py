@@ -31,7 +31,7 @@ from imgclf import atomic, paths
 from imgclf.data import split
 from imgclf.errors import UserError
 
-from conftest import REPO, stage_argv
+from helpers.workspace import REPO, stage_argv
 
 SMALL = {"data.train_per_class": 6, "data.test_per_class": 2}
 LARGER = {"data.train_per_class": 10, "data.test_per_class": 3}

@@ -12,9 +12,9 @@ import psutil
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import STAGE_RUNS, stage_argv
-from dvc_project import make_project, project_env, run
-from test_ui_browser import free_port, wait_until_up
+from helpers.dvc_project import make_project, project_env, run
+from helpers.servers import free_port, wait_until_up
+from helpers.workspace import STAGE_RUNS, stage_argv
 
 HOLD_RUN_OPEN = """
 import sys, time

@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from imgclf.models import backbones
 from imgclf.transfer import bottleneck, features
 
-from conftest import STAGE_RUNS
+from helpers.workspace import STAGE_RUNS
 
 TINY_BOTTLENECK = {"image.size": [16, 16], "bottleneck.batch_size": 8, "mlflow.log_model": False}
 

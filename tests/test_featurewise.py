@@ -13,8 +13,7 @@ from imgclf.inference import model_file
 from imgclf.models import architectures
 from imgclf.training import standardization
 
-from test_augmentation import NONE
-from test_models import CHAPTER
+from helpers.presets import CHAPTER, NONE
 
 
 def correlated_images(count: int = 600, side: int = 4, channels: int = 2) -> np.ndarray:

@@ -18,7 +18,7 @@ from imgclf.inference import predict, serving
 from imgclf.inference.classifier import Classifier
 from imgclf.pipeline import report
 
-from conftest import TINY_TRAINING, pattern_image
+from helpers.workspace import STAGE_RUNS, TINY_TRAINING, pattern_image
 
 OWN = {"image.size": [16, 16], "data.train_per_class": "all", "data.test_per_class": "all",
        "data.test_fraction": 0.25, "data.validation_fraction": 0.2}
@@ -152,8 +152,6 @@ def test_the_csv_must_hold_every_label_column(tmp_path, workspace, mlflow_store,
 def test_the_logged_classifier_serves_each_head(two_heads, write_params, run_stage_script, workspace):
     import mlflow
     from mlflow.tracking import MlflowClient
-
-    from conftest import STAGE_RUNS
 
     write_params(TINY_TRAINING | OWN | {"data.source": "csv", "data.path": str(two_heads), "image.color_mode": "rgb",
                                         "data.label_columns": ["pattern", "color"], "mlflow.log_model": True})

@@ -8,7 +8,7 @@ from boto3.s3.transfer import TransferConfig
 
 from imgclf.team import processes, s3
 
-from servers import free_port
+from helpers.servers import free_port
 
 
 def test_objects_survive_a_restart_multipart_uploads_and_deletes_included(tmp_path):

@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from imgclf.tracking import migrate
 
-from conftest import STAGE_RUNS
+from helpers.workspace import STAGE_RUNS
 
 
 @pytest.fixture

@@ -10,10 +10,8 @@ import tensorflow as tf
 from keras import layers
 
 from imgclf.models import architectures, perceptron
-from imgclf.params import CnnParams
 
-CHAPTER = CnnParams(architecture="simple_cnn", layout="chapter", filters=(64, 128), dense_units=1024, dropout=0.3,
-                    precision="float32", local_response_normalization=False)
+from helpers.presets import CHAPTER
 
 
 def test_chapter_layout_is_the_chapters_model():

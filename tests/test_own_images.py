@@ -20,7 +20,8 @@ from PIL import Image
 
 from imgclf import paths
 
-from conftest import TINY_TRAINING, pattern_image
+from helpers.dvc_project import make_project, run
+from helpers.workspace import TINY_TRAINING, pattern_image
 
 FORMATS = [("JPEG", ".jpg"), ("PNG", ".png"), ("BMP", ".bmp"), ("GIF", ".gif"), ("WEBP", ".webp"), ("TIFF", ".tiff")]
 OWN = {"image.size": [16, 16], "data.train_per_class": "all", "data.test_per_class": "all",
@@ -260,8 +261,6 @@ def outputs(workspace: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_dvc_sees_changes_under_data_path_and_nothing_else(tmp_path):
-    from dvc_project import make_project, run
-
     folder = own_folder(tmp_path / "mine", {"left": 5, "right": 5})
     project = make_project(tmp_path / "project", ["download", "split"], OWN | {"data.source": "folder", "data.path": str(folder)})
 

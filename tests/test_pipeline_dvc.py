@@ -17,7 +17,9 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from conftest import REPO, STAGE_RUNS, set_dotted
+from imgclf.params import set_dotted
+
+from helpers.workspace import REPO, STAGE_RUNS
 
 STAGES = ("download", "split")
 EXPERIMENT = "dvc-pipeline-test"

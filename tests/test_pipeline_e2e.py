@@ -16,8 +16,8 @@ from mlflow.tracking import MlflowClient
 from imgclf.params import apply_overrides
 from imgclf.pipeline.stages import MODEL_STAGES
 
-from conftest import REPO, STAGE_RUNS
-from dvc_project import make_project, run
+from helpers.dvc_project import make_project, run
+from helpers.workspace import REPO, STAGE_RUNS
 
 ALL_STAGES = list(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
 TINY = yaml.safe_load((REPO / "profiles" / "tiny.yaml").read_text())

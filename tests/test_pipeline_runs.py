@@ -10,8 +10,8 @@ from mlflow.tracking import MlflowClient
 
 from imgclf import paths
 
-from conftest import STAGE_RUNS
-from test_tracking import EXPERIMENT, SMALL, run_stage
+from helpers.tracking_contract import EXPERIMENT, SMALL, run_stage
+from helpers.workspace import STAGE_RUNS
 
 PERCEPTRON = {**SMALL, "perceptron.steps": 5}
 

@@ -11,7 +11,7 @@ import pytest
 from imgclf.errors import UserError
 from imgclf.team import remote, s3
 
-from dvc_project import make_project
+from helpers.dvc_project import make_project
 
 
 def test_remote_from_the_team_server_state_keeps_secrets_out_of_git(tmp_path):

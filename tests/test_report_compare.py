@@ -14,7 +14,7 @@ import yaml
 from imgclf.pipeline import report
 from imgclf.tracking import lineage, queries, runs, store
 
-from conftest import stage_argv
+from helpers.workspace import stage_argv
 
 EXPERIMENT = "image-classification"
 ACCURACY = {"perceptron": 0.88, "baseline": 0.97, "augmented": 0.96, "top": 0.61, "finetune": 0.74}

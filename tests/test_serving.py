@@ -19,7 +19,7 @@ from PIL import Image
 from imgclf import cli
 from imgclf.tracking.tags import TAG_CLASSIFIER_MODEL
 
-from servers import free_port, start, stop, wait_until_up
+from helpers.servers import free_port, start, stop, wait_until_up
 
 MAX_PIXELS = 250_000
 

@@ -2,7 +2,7 @@
 
 from imgclf import params
 
-from conftest import REPO
+from helpers.workspace import REPO
 
 
 def test_repo_params_load_and_resolve():

@@ -25,7 +25,7 @@ from imgclf.data import sources
 from imgclf.data.catalog import SOURCES
 from imgclf.errors import UserError
 
-from conftest import stage_argv
+from helpers.workspace import stage_argv
 
 KERAS_SOURCES = ("mnist", "fashion-mnist", "cifar10", "cifar100")
 FAKE_USER = "imgclf-test-user"

@@ -17,7 +17,7 @@ from imgclf.data import sources, split
 from imgclf.data.catalog import SOURCES
 from imgclf.errors import UserError
 
-from archive_builders import BAD_FILES, bad_entry_name, kaggle_files, write_zip
+from helpers.archive_builders import BAD_FILES, bad_entry_name, kaggle_files, write_zip
 
 
 def manifest() -> pd.DataFrame:

@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
-from test_transfer_stages import with_features  # noqa: F401 - the fixture
 
 from imgclf import paths
 from imgclf.errors import UserError
@@ -17,7 +16,7 @@ from imgclf.params import SvmParams
 from imgclf.pipeline import report
 from imgclf.transfer import svm
 
-from conftest import STAGE_RUNS
+from helpers.workspace import STAGE_RUNS
 
 CONFIG = SvmParams(c=1.0, class_weight="none", calibration_folds=3)
 
@@ -57,7 +56,7 @@ def test_the_skops_file_is_byte_stable_and_loads_only_what_it_should():
         svm.from_bytes(foreign, "svm.skops")
 
 
-def test_svm_stage_saves_logs_and_serves_the_svm(with_features, run_stage_script, workspace):  # noqa: F811
+def test_svm_stage_saves_logs_and_serves_the_svm(with_features, run_stage_script, workspace):
     with_features({"mlflow.log_model": True, "svm.c": 0.5})
     run_stage_script("svm")
     folder = workspace / "models" / "svm"

@@ -11,7 +11,7 @@ import pytest
 from imgclf.errors import UserError
 from imgclf.sweep import grid, outcome
 
-from dvc_project import make_project, project_env, run
+from helpers.dvc_project import make_project, project_env, run
 
 
 def test_the_cartesian_product_named_in_order(workspace):

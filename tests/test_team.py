@@ -7,13 +7,10 @@ import base64
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 from urllib.error import HTTPError
 from urllib.request import Request, urlopen
 
@@ -22,12 +19,11 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from imgclf.pipeline.stages import MODEL_STAGES
-from imgclf.team import s3
 
-from conftest import REPO, STAGE_RUNS
-from dvc_project import make_project, project_env, run
-from servers import free_port, wait_until_up
-from test_experiments_queue import assert_one_parent_per_experiment, wait_for_queue
+from helpers.dvc_project import make_project, project_env, run
+from helpers.queue import assert_one_parent_per_experiment, wait_for_queue
+from helpers.team_server import TeamServer
+from helpers.workspace import REPO, STAGE_RUNS
 
 pytestmark = pytest.mark.slow
 TINY = yaml.safe_load((REPO / "profiles" / "tiny.yaml").read_text())

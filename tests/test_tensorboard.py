@@ -8,8 +8,8 @@ from urllib.request import urlopen
 
 import pytest
 
-from conftest import REPO
-from servers import free_port, start, stop, wait_until_up
+from helpers.servers import free_port, start, stop, wait_until_up
+from helpers.workspace import REPO
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")

@@ -9,7 +9,6 @@ run-specific goes into DVC-tracked outputs. The default store is SQLite at the m
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -19,24 +18,8 @@ from mlflow.tracking import MlflowClient
 from imgclf import paths
 from imgclf.tracking import store, tags
 
-from conftest import STAGE_RUNS, stage_argv
-
-EXPERIMENT = "tracking-contract"
-SMALL = {"data.train_per_class": 6, "data.test_per_class": 2, "mlflow.experiment": EXPERIMENT}
-
-
-def run_stage(name: str, cwd: Path, **env_changes: str | None) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    for key in ("IMGCLF_PIPELINE_ID", "DVC_EXP_NAME", "DVC_EXP_BASELINE_REV", "DVC_ROOT", "DVC_STAGE"):
-        env.pop(key, None)
-    for key, value in env_changes.items():
-        if value is None:
-            env.pop(key, None)
-        else:
-            env[key] = value
-    result = subprocess.run(stage_argv(name), cwd=cwd, env=env,
-                            capture_output=True, text=True, timeout=240)
-    return result
+from helpers.tracking_contract import EXPERIMENT, SMALL, run_stage
+from helpers.workspace import STAGE_RUNS
 
 
 def runs_in(database: Path, experiment: str = EXPERIMENT) -> list:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import STAGE_RUNS
+from helpers.workspace import STAGE_RUNS, TINY_TRAINING
 
 STAGES = ("perceptron", "baseline", "augmented")
 PLOT_FILES = ("history.csv", "confusion.csv", "confusion.png", "learning_curves.png")
@@ -46,8 +46,6 @@ def test_stage_writes_model_metrics_and_plots(stage, tiny_training, run_stage_sc
 
 
 def test_photo_layout_rgb_balanced_without_validation(make_split, write_params, run_stage_script, workspace):
-    from conftest import TINY_TRAINING
-
     make_split(rgb=True)
     write_params(TINY_TRAINING | {
         "image.color_mode": "rgb", "cnn.layout": "photo", "cnn.precision": "float32",

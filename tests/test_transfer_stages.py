@@ -15,30 +15,7 @@ from imgclf.inference import model_file
 from imgclf.models import finetune
 from imgclf.transfer import features
 
-TINY_TRANSFER = {
-    "image.size": [16, 16],
-    "data.validation_fraction": 0.2,
-    "bottleneck.batch_size": 8,
-    "top.epochs": 3,
-    "top.batch_size": 8,
-    "finetune.epochs": 1,
-    "finetune.batch_size": 8,
-    "mlflow.log_model": False,
-}
 PLOT_FILES = ["confusion.csv", "confusion.png", "history.csv", "learning_curves.png"]
-
-
-@pytest.fixture
-def with_features(make_split, write_params, run_stage_script):
-    """A tiny split (3 classes, 16x16) and its VGG16 (weights none, 32x32) features."""
-
-    def setup(overrides: dict | None = None):
-        make_split()
-        params = write_params(TINY_TRANSFER | (overrides or {}))
-        run_stage_script("bottleneck")
-        return params
-
-    return setup
 
 
 def run_tags(workspace: Path, stage: str) -> dict[str, str]:

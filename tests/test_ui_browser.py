@@ -2,42 +2,21 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Iterator
 
 import pytest
 
-from conftest import REPO
-from servers import free_port, wait_until_up
+from helpers.browser import CHROMIUM, launch
+from helpers.servers import free_port, wait_until_up
+from helpers.workspace import REPO
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 STAGES = ("perceptron", "baseline", "augmented")
 ACCURACY = {"perceptron": 0.61, "baseline": 0.72, "augmented": 0.83}
-# Headless, and none of Chromium's own network traffic (this machine's network is closed).
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-@contextlib.contextmanager
-def launch() -> Iterator[Any]:
-    """Debian's Chromium, driven by Playwright (which never downloads a browser of its own)."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
 @pytest.fixture
 def store_with_stage_runs(workspace: Path) -> tuple[str, dict[str, str]]:
     """A real SQLite store with one run per stage, logged through imgclf.tracking."""

@@ -11,9 +11,9 @@ from imgclf import params as params_module
 from imgclf.pipeline import stages
 from imgclf.tracking import datasets, runs, shared_params
 
-from conftest import REPO
-from servers import free_port, wait_until_up
-from test_ui_browser import CHROMIUM, launch
+from helpers.browser import CHROMIUM, launch
+from helpers.servers import free_port, wait_until_up
+from helpers.workspace import REPO
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")]

@@ -182,45 +182,44 @@ def serve(args: argparse.Namespace) -> None:
     os.execv(command[0], command)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of `python -m imgclf`."""
-    args = parser().parse_args(argv)
-    matplotlib.use("Agg")  # plots go to files: no display
-    store.configure_client()
-    if args.command == "deps":
-        raise SystemExit(deps.main(args.root.resolve(), args.write))
-    try:
-        if args.command == "predict":
-            # Here, not at the top: `compare` and `deps` should not pay for importing TensorFlow. No
-            # stage imports this module, so dvc.yaml's deps do not depend on seeing this import.
-            from imgclf.inference import predict
+def predict_command(args: argparse.Namespace) -> int:
+    """predict: imported here, so that other commands do not pay for importing TensorFlow."""
+    from imgclf.inference import predict
 
-            raise SystemExit(predict.main(args.paths, args.model, args.top_k, args.format, args.batch_size,
-                                          _mlflow_setting("registered_model")))
-        if args.command == "serve":
-            serve(args)
-        if args.command == "sweep":
-            from imgclf.sweep import cluster, driver
-
-            if args.jobs < 1:
-                raise UserError(f"sweep --jobs {args.jobs}: use 1 or more")
-            ray = None
-            if args.ray:
-                if args.jobs != 1:
-                    raise UserError("sweep: --jobs is for this host's DVC queue; with --ray the cluster's free "
-                                    "resources (--num-cpus/--num-gpus per experiment) set how many run at once")
-                if args.num_cpus < 0 or args.num_gpus < 0 or args.max_retries < 0:
-                    raise UserError("sweep --num-cpus/--num-gpus/--max-retries: use 0 or more")
-                ray = cluster.RaySettings(args.ray, args.num_cpus, args.num_gpus, args.max_retries)
-            raise SystemExit(driver.sweep(args.overrides, args.name, args.jobs, ray))
-        if args.command in ("server", "server-stop", "remote", "migrate-store"):
-            team_command(args)
-        sys.stdout.write(compare(args))
-    except UserError as error:
-        exit_with(error)
+    return predict.main(args.paths, args.model, args.top_k, args.format, args.batch_size,
+                        _mlflow_setting("registered_model"))
 
 
-def team_command(args: argparse.Namespace) -> None:
+def sweep_command(args: argparse.Namespace) -> int:
+    """sweep: the grid on this host's DVC queue, or on a Ray cluster."""
+    from imgclf.sweep import cluster, driver
+
+    if args.jobs < 1:
+        raise UserError(f"sweep --jobs {args.jobs}: use 1 or more")
+    ray = None
+    if args.ray:
+        if args.jobs != 1:
+            raise UserError("sweep: --jobs is for this host's DVC queue; with --ray the cluster's free "
+                            "resources (--num-cpus/--num-gpus per experiment) set how many run at once")
+        if args.num_cpus < 0 or args.num_gpus < 0 or args.max_retries < 0:
+            raise UserError("sweep --num-cpus/--num-gpus/--max-retries: use 0 or more")
+        ray = cluster.RaySettings(args.ray, args.num_cpus, args.num_gpus, args.max_retries)
+    return driver.sweep(args.overrides, args.name, args.jobs, ray)
+
+
+def compare_command(args: argparse.Namespace) -> int:
+    """compare: the leaderboard on stdout."""
+    sys.stdout.write(compare(args))
+    return 0
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    """serve: replaces this process with `mlflow models serve` (returns only on an error)."""
+    serve(args)
+    return 1
+
+
+def team_command(args: argparse.Namespace) -> int:
     """server, server-stop, remote, migrate-store: imported here, so other commands skip boto3 and DVC."""
     from imgclf.team import remote, server
     from imgclf.tracking import migrate
@@ -238,4 +237,28 @@ def team_command(args: argparse.Namespace) -> None:
         source = args.source or f"sqlite:///{paths.main_workspace() / paths.STORE_FILE}"
         summary = migrate.migrate(source, args.target)
         print(summary.line(store.display_uri(source), store.display_uri(args.target)))
-    raise SystemExit(0)
+    return 0
+
+
+def deps_command(args: argparse.Namespace) -> int:
+    """deps: print (or --write) each stage's code deps; 1 when dvc.yaml differs."""
+    return deps.main(args.root.resolve(), args.write)
+
+
+# Every subcommand the parser defines, and the function that runs it: nothing falls through.
+COMMANDS = {
+    "compare": compare_command, "predict": predict_command, "serve": serve_command, "server": team_command,
+    "server-stop": team_command, "remote": team_command, "migrate-store": team_command, "sweep": sweep_command,
+    "deps": deps_command,
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of `python -m imgclf`: parse, then run the command's function; its result is the exit code."""
+    args = parser().parse_args(argv)
+    matplotlib.use("Agg")  # plots go to files: no display
+    store.configure_client()
+    try:
+        raise SystemExit(COMMANDS[args.command](args))
+    except UserError as error:
+        exit_with(error)

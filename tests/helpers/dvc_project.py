@@ -13,7 +13,8 @@ import yaml
 
 from imgclf.params import apply_overrides
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers.workspace import REPO
+
 VENV_BIN = Path(sys.executable).parent
 
 

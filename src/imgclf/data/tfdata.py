@@ -38,7 +38,7 @@ class SplitData:
     input_shape: tuple[int, int, int]  # (height, width, channels)
     # Several label columns (data.label_columns): {column: its class names}, the first being the folders';
     # the labels are then {column: one-hot}. One label column: {} and the labels are one-hot.
-    heads: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    label_heads: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def check_layout(root: Path = paths.SPLIT) -> dict[str, dict[str, int]]:
@@ -94,10 +94,10 @@ def image_shape(params: Params) -> tuple[int, int, int]:
     return (*params.image.size, channels)
 
 
-def load_split(params: Params, batch_size: int, *, heads: bool = False, root: Path = paths.SPLIT) -> SplitData:
+def load_split(params: Params, batch_size: int, *, all_label_columns: bool = False, root: Path = paths.SPLIT) -> SplitData:
     """Train (seeded shuffle, hold-out validation) and test datasets from the split folders.
 
-    `heads`: a stage that trains one head per label column (data.label_columns, through the manifest);
+    `all_label_columns`: a stage that trains one head per label column (data.label_columns, through the manifest);
     without, the labels are the class folders' (the first label column).
 
     Pixels are raw uint8, as a deployed model receives them: every model rescales (or applies its
@@ -111,11 +111,11 @@ def load_split(params: Params, batch_size: int, *, heads: bool = False, root: Pa
         image_size=image_size, color_mode=color_mode, label_mode="categorical",
         class_names=list(class_names), batch_size=None, verbose=False,
     )
-    heads = head_classes(root, params.data.label_columns, class_names) if heads else {}
+    label_heads = head_classes(root, params.data.label_columns, class_names) if all_label_columns else {}
     labelled = {split: dict(read) for split in paths.SPLITS}
-    if heads:  # each file's label is its combination of classes, one per head: split into one-hots below
+    if label_heads:  # each file's label is its combination of classes, one per head: split into one-hots below
         for split in paths.SPLITS:
-            labelled[split] |= {"labels": _joint_labels(root, split, heads), "label_mode": "int", "class_names": None}
+            labelled[split] |= {"labels": _joint_labels(root, split, label_heads), "label_mode": "int", "class_names": None}
     fraction = params.data.validation_fraction
     if holdout.held_out(sum(counts["train"].values()), fraction) > 0:
         train, validation = keras.utils.image_dataset_from_directory(
@@ -128,9 +128,9 @@ def load_split(params: Params, batch_size: int, *, heads: bool = False, root: Pa
         )
         validation = None
     test = keras.utils.image_dataset_from_directory(root / "test", shuffle=False, **labelled["test"])
-    if heads:
-        train, test = _one_hot_heads(train, heads), _one_hot_heads(test, heads)
-        validation = None if validation is None else _one_hot_heads(validation, heads)
+    if label_heads:
+        train, test = _one_hot_heads(train, label_heads), _one_hot_heads(test, label_heads)
+        validation = None if validation is None else _one_hot_heads(validation, label_heads)
     print(f"images: {image_size[0]}x{image_size[1]} {color_mode} (image.size, image.color_mode), "
           f"{len(class_names)} classes", flush=True)
 
@@ -146,7 +146,7 @@ def load_split(params: Params, batch_size: int, *, heads: bool = False, root: Pa
         train_size=train_size,
         steps_per_epoch=math.ceil(train_size / batch_size),
         input_shape=image_shape(params),
-        heads=heads,
+        label_heads=label_heads,
     )
 
 
@@ -160,7 +160,7 @@ def head_classes(root: Path, label_columns: Sequence[str], folder_classes: Seque
     if missing:
         raise UserError(f"{root / 'manifest.csv'}: no {', '.join(missing)} column (data.label_columns): "
                         f"re-run download and split (dvc repro download split)")
-    heads = {label_columns[0]: tuple(folder_classes)}
+    label_heads = {label_columns[0]: tuple(folder_classes)}
     train, test = manifest[manifest["split"] == "train"], manifest[manifest["split"] == "test"]
     for column in label_columns[1:]:
         names = tuple(sorted(set(train[column])))
@@ -171,34 +171,34 @@ def head_classes(root: Path, label_columns: Sequence[str], folder_classes: Seque
         if unseen:
             raise UserError(f"data.label_columns: {column} has values in test that train never shows "
                             f"({', '.join(unseen[:5])}): add training images for them or drop those rows")
-        heads[column] = names
-    return heads
+        label_heads[column] = names
+    return label_heads
 
 
 def _manifest(root: Path) -> pd.DataFrame:
     return pd.read_csv(root / "manifest.csv", dtype=str, keep_default_na=False)
 
 
-def _joint_labels(root: Path, split: str, heads: dict[str, tuple[str, ...]]) -> list[int]:
+def _joint_labels(root: Path, split: str, label_heads: dict[str, tuple[str, ...]]) -> list[int]:
     """Each file's combination of head classes as one integer (mixed radix, first head most significant),
     in the order Keras lists a folder's files for `labels=` (sorted by folder, then file name)."""
     manifest = _manifest(root)
     rows = manifest[manifest["split"] == split]
-    first, *others = heads
-    indices = {column: {name: index for index, name in enumerate(names)} for column, names in heads.items()}
+    first, *others = label_heads
+    indices = {column: {name: index for index, name in enumerate(names)} for column, names in label_heads.items()}
     by_path = {}
     for record in rows.to_dict("records"):
         code = indices[first][record["class"]]
         for column in others:
-            code = code * len(heads[column]) + indices[column][record[column]]
+            code = code * len(label_heads[column]) + indices[column][record[column]]
         by_path[record["path"]] = code
     ordered = sorted(by_path, key=lambda path: tuple(path.rsplit("/", 1)))
     return [by_path[path] for path in ordered]
 
 
-def _one_hot_heads(dataset: tf.data.Dataset, heads: dict[str, tuple[str, ...]]) -> tf.data.Dataset:
+def _one_hot_heads(dataset: tf.data.Dataset, label_heads: dict[str, tuple[str, ...]]) -> tf.data.Dataset:
     """(image, combination) -> (image, {column: one-hot}): the combination's digits, last head first."""
-    sizes = [len(names) for names in heads.values()]
+    sizes = [len(names) for names in label_heads.values()]
 
     def split(images: tf.Tensor, code: tf.Tensor) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
         code = tf.cast(code, tf.int64)
@@ -207,7 +207,7 @@ def _one_hot_heads(dataset: tf.data.Dataset, heads: dict[str, tuple[str, ...]]) 
             digits.append(code % size)
             code = code // size
         return images, {column: tf.one_hot(digit, size) for column, digit, size
-                        in zip(heads, reversed(digits), sizes, strict=True)}
+                        in zip(label_heads, reversed(digits), sizes, strict=True)}
 
     return dataset.map(split, num_parallel_calls=tf.data.AUTOTUNE)
 
@@ -230,11 +230,10 @@ def without_autotuning(dataset: tf.data.Dataset) -> tf.data.Dataset:
     """`dataset` with tf.data's autotuning off: AUTOTUNE parallelism is the number of cores, fixed.
 
     Every stream this module makes runs this way, and so does what is built on one (the options carry
-    downstream: augmentation.augment_dataset, fit.endless). On a 2-core machine the tuning threads took the CPU
-    from the model: the top stage's 290 steps on bottleneck features, 5.6 s autotuned, 3.9 s off;
-    VGG16 bf16 extraction over 2,000 JPEGs, three passes in one process, 20.5, 13.4, 20.5 s autotuned,
-    13.6, 13.6 s off. And dropping an autotuned iterator (fit() drops its validation iterator every
-    epoch) waited ~2 s for the tuning thread. Order and values do not depend on it.
+    downstream: augmentation.augment_dataset, fit.endless). On a machine with few cores the tuning
+    threads take the CPU from the model, and dropping an autotuned iterator (fit() drops its validation
+    iterator every epoch) waits for the tuning thread (benchmarks/README.md has the figures). Order and
+    values do not depend on it.
     """
     options = tf.data.Options()
     options.autotune.enabled = False

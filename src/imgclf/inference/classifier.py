@@ -34,10 +34,10 @@ THROUGHPUT_BUDGET_S = 1.0
 RESERVED_COLUMNS = ("label", "probability")
 
 
-Heads = Mapping[str, Sequence[str]]  # several label columns: {column: its class names}, in output order
+LabelHeads = Mapping[str, Sequence[str]]  # several label columns: {column: its class names}, in output order
 
 
-def info(class_names: Sequence[str], spec: ImageSpec, heads: Heads | None = None) -> dict:
+def info(class_names: Sequence[str], spec: ImageSpec, label_heads: LabelHeads | None = None) -> dict:
     """What classifier.json (and the MLflow model's metadata) says about a model; `heads`: several label
     columns, whose probabilities stand side by side in the model's output, in this order."""
     described = {
@@ -46,14 +46,14 @@ def info(class_names: Sequence[str], spec: ImageSpec, heads: Heads | None = None
         "color_mode": "grayscale" if spec.channels == 1 else "rgb",
         "max_image_pixels": spec.max_pixels,
     }
-    if heads:  # a list: JSON objects have no order, and the output's columns do
-        described["heads"] = [{"column": column, "class_names": list(names)} for column, names in heads.items()]
+    if label_heads:  # a list: JSON objects have no order, and the output's columns do
+        described["heads"] = [{"column": column, "class_names": list(names)} for column, names in label_heads.items()]
     return described
 
 
-def write_info(target: Path, class_names: Sequence[str], spec: ImageSpec, heads: Heads | None = None) -> None:
+def write_info(target: Path, class_names: Sequence[str], spec: ImageSpec, label_heads: LabelHeads | None = None) -> None:
     """classifier.json, byte-stable (DVC caches it beside model.keras)."""
-    atomic.write_json(target, info(class_names, spec, heads))
+    atomic.write_json(target, info(class_names, spec, label_heads))
 
 
 def spec_of(model: keras.Model, max_pixels: int) -> ImageSpec:
@@ -77,15 +77,15 @@ class Classifier:
     With several heads (label columns) the probabilities are the heads' side by side: `groups` says which
     columns of them belong to which head."""
 
-    def __init__(self, model: keras.Model, class_names: Sequence[str], max_pixels: int, heads: Heads | None = None):
+    def __init__(self, model: keras.Model, class_names: Sequence[str], max_pixels: int, label_heads: LabelHeads | None = None):
         if model.input.dtype != "uint8" or len(model.input_shape) != 4:
             raise UserError(f"model {model.name}: takes {model.input.dtype} {model.input_shape}, not uint8 images: "
                             f"re-run the stage that made it (dvc repro)")
-        self.heads = {column: tuple(names) for column, names in (heads or {}).items()}
-        outputs = sum(len(names) for names in self.heads.values()) if self.heads else len(class_names)
+        self.label_heads = {column: tuple(names) for column, names in (label_heads or {}).items()}
+        outputs = sum(len(names) for names in self.label_heads.values()) if self.label_heads else len(class_names)
         if int(model.output_shape[-1]) != outputs:
             raise UserError(f"model {model.name}: {model.output_shape[-1]} outputs for {outputs} class names")
-        clash = sorted(set(class_names) & set(RESERVED_COLUMNS)) if not self.heads else []
+        clash = sorted(set(class_names) & set(RESERVED_COLUMNS)) if not self.label_heads else []
         if clash:
             raise UserError(f"class names {clash}: reserved for the served model's own columns: rename those classes")
         self.model = model
@@ -103,15 +103,15 @@ class Classifier:
         if not Path(info_path).is_file():
             raise UserError(f"{info_path}: not found: {missing_hint}")
         described = json.loads(Path(info_path).read_text())
-        heads = {head["column"]: head["class_names"] for head in described.get("heads", [])}
-        return cls(model, described["class_names"], described["max_image_pixels"], heads)
+        label_heads = {head["column"]: head["class_names"] for head in described.get("heads", [])}
+        return cls(model, described["class_names"], described["max_image_pixels"], label_heads)
 
     def groups(self) -> list[tuple[str | None, tuple[str, ...], slice]]:
         """(head's column, or None for a one-head model; its class names; its slice of the probabilities)."""
-        if not self.heads:
+        if not self.label_heads:
             return [(None, self.class_names, slice(0, len(self.class_names)))]
         found, start = [], 0
-        for column, names in self.heads.items():
+        for column, names in self.label_heads.items():
             found.append((column, names, slice(start, start + len(names))))
             start += len(names)
         return found
@@ -193,8 +193,8 @@ def measure(classifier: Classifier, seed: int = 0) -> dict[str, float]:
 
 def _timed_calls(call, most: int, least: int, budget_s: float, clock=time.perf_counter) -> list[float]:
     """Seconds of each call: `most` calls, or fewer (but `least`): past `least`, a call starts only
-    if it would end within `budget_s`, judged by the calls' mean so far (a VGG16 batch of 32 takes
-    1.3 s in float32 on 2 cores: one such call, not a second that ends at 2.6 s)."""
+    if it would end within `budget_s`, judged by the calls' mean so far (a slow model's batch gets one call, not
+    a second that ends far past the budget)."""
     seconds: list[float] = []
     while len(seconds) < most:
         if seconds and len(seconds) >= least and sum(seconds) + sum(seconds) / len(seconds) > budget_s:

@@ -86,15 +86,15 @@ def render(results: list[dict], output_format: str, top_k: int) -> str:
     if output_format == "json":
         return json.dumps([{"path": result["path"], "predictions": _json_predictions(result)} for result in results],
                           indent=2) + "\n"
-    heads = list(results[0]["heads"]) if results and "heads" in results[0] else [None]
+    label_heads = list(results[0]["heads"]) if results and "heads" in results[0] else [None]
     columns = ["path"]
-    for head in heads:
+    for head in label_heads:
         label, probability = (head, f"{head}_probability") if head else ("label", "probability")
         for rank in range(1, top_k + 1):
             suffix = "" if rank == 1 else f"_{rank}"
             columns += [f"{label}{suffix}", f"{probability}{suffix}"]
     table = pd.DataFrame(
-        [[result["path"], *[value for head in heads for pair in _pairs(result, head) for value in pair]]
+        [[result["path"], *[value for head in label_heads for pair in _pairs(result, head) for value in pair]]
          for result in results],
         columns=columns,
     )

@@ -103,11 +103,11 @@ def rows(classifier: Classifier, probabilities: np.ndarray) -> pd.DataFrame:
     return frame
 
 
-def signature(class_names: Sequence[str], heads: Mapping[str, Sequence[str]] | None = None) -> ModelSignature:
+def signature(class_names: Sequence[str], label_heads: Mapping[str, Sequence[str]] | None = None) -> ModelSignature:
     """Input: one string column of base64 image files; output: label, probability, one column per class
     (per head with several label columns, as `rows` names them)."""
     outputs = []
-    for column, names in (heads or {None: class_names}).items():
+    for column, names in (label_heads or {None: class_names}).items():
         label, probability = (column, f"{column}_probability") if column else ("label", "probability")
         outputs += [ColSpec("string", label), ColSpec("double", probability)]
         outputs += [ColSpec("double", f"{column}={name}" if column else name) for name in names]

@@ -41,7 +41,7 @@ def build(
     num_classes: int,
     config: CnnParams,
     preprocessing: Sequence[keras.layers.Layer] = (),
-    heads: Mapping[str, Sequence[str]] | None = None,
+    label_heads: Mapping[str, Sequence[str]] | None = None,
 ) -> keras.Model:
     """The `config.architecture` classifier for images of `input_shape`; `preprocessing`: fitted layers on
     [0, 1] pixels. `heads` ({column: class names}, several label columns): one softmax head per column on the
@@ -53,7 +53,7 @@ def build(
     for layer in preprocessing:
         x = layer(x)
     features = architecture.body(x, config)
-    if heads:
-        outputs = {column: architecture.head(features, len(names), f"class_{column}") for column, names in heads.items()}
+    if label_heads:
+        outputs = {column: architecture.head(features, len(names), f"class_{column}") for column, names in label_heads.items()}
         return keras.Model(inputs, outputs, name=architecture.name(config))
     return keras.Model(inputs, architecture.head(features, num_classes, "class"), name=architecture.name(config))

@@ -43,11 +43,11 @@ def _indices(labels: np.ndarray) -> np.ndarray:
 
 
 def heads_metrics(
-    labels: dict[str, np.ndarray], probabilities: dict[str, np.ndarray], heads: dict[str, Sequence[str]]
+    labels: dict[str, np.ndarray], probabilities: dict[str, np.ndarray], label_heads: dict[str, Sequence[str]]
 ) -> dict[str, Any]:
     """Several heads' test metrics: each head's in `heads`, and the summary the leaderboard ranks by: the
     mean of the heads' accuracy and macro precision/recall/F1, the sum of their losses (the training loss)."""
-    each = {column: test_metrics(labels[column], probabilities[column], names) for column, names in heads.items()}
+    each = {column: test_metrics(labels[column], probabilities[column], names) for column, names in label_heads.items()}
     return {
         "accuracy": float(np.mean([metrics["accuracy"] for metrics in each.values()])),
         "loss": float(np.sum([metrics["loss"] for metrics in each.values()])),

@@ -32,7 +32,7 @@ def model_stage(
     internal_models: Mapping[Path, keras.Model] | None = None,
     files: Mapping[Path, bytes] | None = None,
     extra_metrics: Mapping[str, Any] | None = None,
-    heads: Mapping[str, Sequence[str]] | None = None,
+    label_heads: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     """Evaluate on the test split; write metrics, plots and the model; log them all to MLflow.
 
@@ -49,32 +49,32 @@ def model_stage(
     started = time.perf_counter()
     labels, probabilities = evaluation.predict(model, test)
     test_seconds = time.perf_counter() - started  # run-specific: MLflow only
-    if heads:
-        metrics = evaluation.heads_metrics(labels, probabilities, dict(heads))
+    if label_heads:
+        metrics = evaluation.heads_metrics(labels, probabilities, dict(label_heads))
     else:
         metrics = evaluation.test_metrics(labels, probabilities, class_names)
-    deployable = model_file.without_optimizer(image_model or (_joined(model) if heads else model))
+    deployable = model_file.without_optimizer(image_model or (_joined(model) if label_heads else model))
     metrics |= {
         "epochs": len(fitted.history.get("loss", [])),
         "trainable_params": int(sum(np.prod(weight.shape) for weight in model.trainable_weights)),
         "total_params": int(deployable.count_params()),
     }
     metrics |= dict(extra_metrics or {})
-    classifier = classifier_module.Classifier(deployable, class_names, params.data.max_image_pixels, heads)
+    classifier = classifier_module.Classifier(deployable, class_names, params.data.max_image_pixels, label_heads)
     with atomic.directory(paths.model_dir(stage)) as folder:
         model_file.save(deployable, folder / paths.model_file(stage).name)
-        classifier_module.write_info(folder / paths.classifier_info(stage).name, class_names, classifier.spec, heads)
+        classifier_module.write_info(folder / paths.classifier_info(stage).name, class_names, classifier.spec, label_heads)
         for path, internal in (internal_models or {}).items():
             model_file.save(model_file.without_optimizer(internal), folder / Path(path).name)
         for path, data in (files or {}).items():
             (folder / Path(path).name).write_bytes(data)
     metrics["model_size_bytes"] = paths.model_file(stage).stat().st_size  # the file is byte-stable
     atomic.write_json(paths.metrics_file(stage), metrics)
-    if heads:  # confusion.csv is the first head's (the class folders'); every head's beside it
-        first = next(iter(heads))
+    if label_heads:  # confusion.csv is the first head's (the class folders'); every head's beside it
+        first = next(iter(label_heads))
         plots.write_plots(paths.plots_dir(stage), fitted.history, labels[first], probabilities[first].argmax(axis=1),
                           class_names)
-        for column, names in heads.items():
+        for column, names in label_heads.items():
             plots.write_confusion(paths.plots_dir(stage), labels[column], probabilities[column].argmax(axis=1), names,
                                   f"confusion_{column}")
     else:
@@ -91,13 +91,13 @@ def model_stage(
     tracked.log_artifact(paths.tensorboard_dir(stage), "tensorboard")
     if params.mlflow.log_model:
         example = _example_images(test, deployable, image_model is not None)
-        metadata = classifier_module.info(class_names, classifier.spec, heads) | {"stage": stage}
+        metadata = classifier_module.info(class_names, classifier.spec, label_heads) | {"stage": stage}
         # MLflow validates the input examples with predict(): no progress bars from that in logs.
         keras.utils.disable_interactive_logging()
         try:
             logged_models.log_keras_model(tracked, deployable, example, metadata)
             logged_models.log_classifier(tracked, paths.model_file(stage), paths.classifier_info(stage), list(class_names),
-                                  example[0], metadata, heads)
+                                  example[0], metadata, label_heads)
         finally:
             keras.utils.enable_interactive_logging()
     print(

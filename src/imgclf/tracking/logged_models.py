@@ -32,7 +32,7 @@ def log_keras_model(tracked: StageRun, model: Any, input_example: np.ndarray, me
     """The model through MLflow's keras flavor, with a signature inferred from an example.
 
     The example itself is not logged with it: MLflow would validate it by loading the model back and
-    predicting (6 s for VGG16 at 150x150, on top of the flavor's own save). The served classifier,
+    predicting (seconds for a backbone model, on top of the flavor's own save). The served classifier,
     logged next from the same file, keeps its input example and that check.
     """
     signature = infer_signature(input_example, model.predict(input_example, verbose=0))
@@ -45,7 +45,7 @@ def log_keras_model(tracked: StageRun, model: Any, input_example: np.ndarray, me
 
 def log_classifier(
     tracked: StageRun, model_path: Path, info_path: Path, class_names: list[str], example_image: np.ndarray,
-    metadata: Mapping[str, Any], heads: Mapping[str, Any] | None = None,
+    metadata: Mapping[str, Any], label_heads: Mapping[str, Any] | None = None,
 ) -> str:
     """The served classifier (pyfunc from code, artifacts model.keras + classifier.json); returns its model id."""
     with store.store_lock(tracked.uri):
@@ -53,7 +53,7 @@ def log_classifier(
             name=CLASSIFIER_MODEL,
             python_model=str(SERVED_CODE),
             artifacts={serving.MODEL_ARTIFACT: str(model_path), serving.INFO_ARTIFACT: str(info_path)},
-            signature=serving.signature(class_names, heads),
+            signature=serving.signature(class_names, label_heads),
             input_example=serving.input_example(example_image),
             pip_requirements=_requirements("mlflow", "keras", "tensorflow", "numpy", "pandas", "pillow", "imgclf"),
             metadata=dict(metadata),

@@ -101,11 +101,11 @@ def fit(
             raise ValueError("an endless training dataset needs steps_per_epoch")
         train, steps_per_epoch = endless(train)
     replicas = distribution.replicas()
-    heads = head_columns(model)  # one softmax head per label column, or none
-    if heads and settings.class_weight != "none":
+    label_heads = head_columns(model)  # one softmax head per label column, or none
+    if label_heads and settings.class_weight != "none":
         raise UserError(f"{stage}.class_weight: {settings.class_weight} weighs one label column's classes, and "
-                        f"data.label_columns has {len(heads)}: use none")
-    if heads and replicas > 1:
+                        f"data.label_columns has {len(label_heads)}: use none")
+    if label_heads and replicas > 1:
         raise UserError("train.distribute: mirrored: not with several label columns (data.label_columns) yet: use none")
     callbacks: list[keras.callbacks.Callback] = []
     if replicas > 1:
@@ -116,8 +116,8 @@ def fit(
     validation, validation_steps = endless(validation)
     model.compile(
         optimizer=optimizer or keras.optimizers.Adam(settings.learning_rate),
-        loss={head: "categorical_crossentropy" for head in heads} if heads else "categorical_crossentropy",
-        metrics={head: ["accuracy"] for head in heads} if heads else ["accuracy"],
+        loss={head: "categorical_crossentropy" for head in label_heads} if label_heads else "categorical_crossentropy",
+        metrics={head: ["accuracy"] for head in label_heads} if label_heads else ["accuracy"],
     )
     events = log_dir(stage)
     started = time.perf_counter()
@@ -136,7 +136,7 @@ def fit(
     )
     seconds = time.perf_counter() - started
     images = settings.epochs * steps_per_epoch * settings.batch_size  # the last batch of a pass may be short
-    return Fitted(with_mean_accuracy(history.history, heads), seconds, images, replicas)
+    return Fitted(with_mean_accuracy(history.history, label_heads), seconds, images, replicas)
 
 
 def head_columns(model: keras.Model) -> list[str]:
@@ -148,12 +148,12 @@ def head_columns(model: keras.Model) -> list[str]:
     return list(output) if isinstance(output, dict) else []
 
 
-def with_mean_accuracy(history: dict[str, list[float]], heads: Sequence[str]) -> dict[str, list[float]]:
+def with_mean_accuracy(history: dict[str, list[float]], label_heads: Sequence[str]) -> dict[str, list[float]]:
     """Keras' history as lists; with several heads, plus `accuracy` (and `val_accuracy`): their mean per epoch,
     the figure the leaderboard ranks such a model by (loss is already their sum)."""
     history = {key: list(values) for key, values in history.items()}
     for prefix in ("", "val_"):
-        columns = [history[f"{prefix}{head}_accuracy"] for head in heads if f"{prefix}{head}_accuracy" in history]
-        if heads and len(columns) == len(heads):
+        columns = [history[f"{prefix}{head}_accuracy"] for head in label_heads if f"{prefix}{head}_accuracy" in history]
+        if label_heads and len(columns) == len(label_heads):
             history[f"{prefix}accuracy"] = [float(np.mean(values)) for values in zip(*columns, strict=True)]
     return history

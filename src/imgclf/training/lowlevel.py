@@ -48,8 +48,8 @@ def _statistics(data: tf.Tensor) -> tuple[tf.Tensor, ...]:
 
     The buckets are tf.summary.histogram's (30 equal ones between min and max, rows of [left edge,
     right edge, count]; one value: every edge is it and the last bucket holds every count), counted
-    with tf.histogram_fixed_width: TensorBoard counts them through an N x 30 float64 one-hot, 0.55 s a
-    step for the convnet's layer outputs at batch 100, ten times the training step itself.
+    with tf.histogram_fixed_width: TensorBoard counts them through an N x 30 float64 one-hot, which
+    costs more than the convnet's training step itself.
     """
     data = tf.reshape(tf.cast(data, tf.float32), [-1])
     mean = tf.reduce_mean(data)

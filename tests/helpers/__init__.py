@@ -1,0 +1,1 @@
+"""Shared test code (no fixtures, no tests): workspaces, DVC projects, archives, servers, presets."""
