@@ -1,4 +1,4 @@
-"""`simple_cnn.architecture`: the model baseline and augmented train, from the chapter's simple CNN to its "bigger models".
+"""`cnn.architecture`: the model baseline and augmented train, from the chapter's simple CNN to its "bigger models".
 
 Every architecture is the same kind of model: uint8 images in, rescaled to [0, 1] inside (then any
 fitted featurewise layers, imgclf.training.standardization), the architecture's body, and its head — a float32
