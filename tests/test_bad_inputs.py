@@ -19,7 +19,6 @@ from PIL import Image
 from imgclf import paths
 from imgclf.data import sources, split
 from imgclf.errors import UserError
-from imgclf.pipeline import stage
 
 from helpers.archive_builders import (
     BAD_FILES,
@@ -75,14 +74,14 @@ def unchanged_outside_data(workspace: Path):
 
 @pytest.mark.parametrize("text, pattern", [case[1:] for case in PARAMS_CASES],
                          ids=[case[0] for case in PARAMS_CASES])
-def test_bad_params_stop_the_stage_with_one_line(workspace, capsys, unchanged_outside_data,
+def test_bad_params_stop_the_stage_with_one_line(workspace, capsys, unchanged_outside_data, run_stage_script,
                                                  text: str, pattern: str) -> None:
     import re
 
     (workspace / "params.yaml").write_text(text)
     unchanged_outside_data()
     with pytest.raises(SystemExit) as stopped:
-        stage.main("split", ["seed", "data"], lambda config, tracked: pytest.fail("the stage's work ran"))
+        run_stage_script("split")
     assert stopped.value.code == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and re.fullmatch("imgclf: " + pattern, err[0]), err
