@@ -8,7 +8,7 @@ UI_PORT ?= 5000
 SERVE_PORT ?= 5001
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock repro test test-slow test-all lint deps ui tensorboard compare serve server server-stop remote bench bench-chapter clean
+.PHONY: help install lock repro smoke test test-slow test-all lint deps docs docs-serve ui tensorboard compare serve server server-stop remote bench bench-chapter clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -36,6 +36,11 @@ lock: $(STAMP) ## re-resolve requirements.lock from pyproject.toml (every platfo
 
 repro: $(STAMP) ## run the pipeline (dvc repro) on params.yaml — offline default: mnist-sample
 	$(RUN) dvc repro
+
+# profiles/tiny.yaml's overrides as `-S key=value` arguments.
+TINY = $$($(BIN)/python -c 'import yaml; print(" ".join(f"-S {k}={v}" for k, v in yaml.safe_load(open("profiles/tiny.yaml")).items()))')
+smoke: $(STAMP) ## the whole pipeline on profiles/tiny.yaml (~2 min) as a DVC experiment, logged to MLflow experiment smoke: your workspace stays as it is
+	$(RUN) dvc exp run --temp $(TINY) -S mlflow.experiment=smoke -S mlflow.registered_model=imgclf-smoke
 
 # pytest-xdist: one worker per core (2 in CI), a test file per worker at a time, so a file's
 # module-scoped servers and pipelines are made once.
@@ -65,23 +70,37 @@ TB_PORT ?= 6006
 tensorboard: $(STAMP) ## TensorBoard on http://127.0.0.1:6006 (TB_PORT=...) over logs/: the last run of each stage
 	$(RUN) tensorboard --logdir $(CURDIR)/logs --host 127.0.0.1 --port $(TB_PORT)
 
-compare: $(STAMP) ## leaderboard straight from MLflow (python -m imgclf compare)
+compare: $(STAMP) ## the leaderboard of metrics/*.json with the MLflow runs behind it (python -m imgclf compare)
 	$(RUN) python -m imgclf compare
 
 serve: $(STAMP) ## serve models:/imgclf@champion (the report's best model) on http://127.0.0.1:5001 (SERVE_PORT=...)
 	$(RUN) python -m imgclf serve --port $(SERVE_PORT)
 
-# A team's tracking server: PostgreSQL + S3-compatible artifacts (moto locally) + mlflow server, state in .team/.
-# AUTH=1: MLflow's basic-auth app. HOST=<address>: listen beyond this machine (read the README first).
+# A team's tracking server: PostgreSQL + S3-compatible artifacts (moto locally) + mlflow server, state in
+# STATE (.team/). AUTH=1: MLflow's basic-auth app. SERVER_HOST=<address>: listen beyond this machine (read
+# docs/team.md first).
 SERVER_HOST ?= 127.0.0.1
-server: $(STAMP) ## team tracking server on http://127.0.0.1:5002: PostgreSQL backend, S3 artifacts (AUTH=1, SERVER_HOST=...)
-	$(RUN) python -m imgclf server --host $(SERVER_HOST) $(if $(filter 1,$(AUTH)),--auth,)
+STATE ?= .team
+server: $(STAMP) ## team tracking server on http://127.0.0.1:5002: PostgreSQL backend, S3 artifacts (AUTH=1, SERVER_HOST=..., STATE=...)
+	$(RUN) python -m imgclf server --host $(SERVER_HOST) --state $(STATE) $(if $(filter 1,$(AUTH)),--auth,)
 
-server-stop: $(STAMP) ## stop what `make server` started
-	$(RUN) python -m imgclf server-stop
+server-stop: $(STAMP) ## stop what `make server` started (STATE=...)
+	$(RUN) python -m imgclf server-stop --state $(STATE)
 
-remote: $(STAMP) ## make the team server's S3 bucket the default DVC remote (then dvc push / dvc pull)
-	$(RUN) python -m imgclf remote
+remote: $(STAMP) ## make the team server's S3 bucket the default DVC remote (then dvc push / dvc pull; STATE=...)
+	$(RUN) python -m imgclf remote --state $(STATE)
+
+# The documentation site: docs/generate.py writes the generated pages (params, CLI, make targets, errors,
+# results and performance tables), then MkDocs builds site/ and fails on any warning (a broken link, a
+# page missing from the nav).
+DOCS_PORT ?= 8000
+docs: $(STAMP) ## generate the reference pages, then build the site into site/ (mkdocs build --strict)
+	$(RUN) python docs/generate.py
+	$(RUN) mkdocs build --strict --quiet
+
+docs-serve: $(STAMP) ## the documentation site on http://127.0.0.1:8000 (DOCS_PORT=...), rebuilt on every edit
+	$(RUN) python docs/generate.py
+	$(RUN) mkdocs serve --strict --dev-addr 127.0.0.1:$(DOCS_PORT)
 
 bench: $(STAMP) ## run the benchmarks, write benchmarks/results/*.json
 	$(RUN) python benchmarks/run_all.py
@@ -90,4 +109,4 @@ bench-chapter: $(STAMP) ## the chapter workload stage by stage, float32 and bf16
 	$(RUN) python benchmarks/run_all.py --only chapter
 
 clean: ## remove pipeline outputs (not the MLflow store)
-	rm -rf data models metrics plots reports/*.png logs
+	rm -rf data models metrics plots reports/*.png logs site

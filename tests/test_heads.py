@@ -63,8 +63,14 @@ def test_baseline_trains_a_head_per_column_and_ranks_by_their_mean(two_heads, ru
     assert row["accuracy"] == metrics["accuracy"]
     history = pd.read_csv(workspace / "plots" / "baseline" / "history.csv")
     assert list(history.columns) == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
+    # One confusion matrix (a DVC plot) for both heads, a block each: only what dvc.yaml declares is written.
     plots = {path.name for path in (workspace / "plots" / "baseline").iterdir()}
-    assert {"confusion.csv", "confusion_pattern.csv", "confusion_color.csv", "confusion_color.png"} <= plots
+    assert plots == {"confusion.csv", "confusion.png", "history.csv", "learning_curves.png"}
+    confusion = pd.read_csv(workspace / "plots" / "baseline" / "confusion.csv")
+    assert len(confusion) == 2 * (pd.read_csv(workspace / paths.MANIFEST)["split"] == "test").sum()
+    assert set(confusion["actual"]) == {f"pattern={name}" for name in PATTERNS} | {f"color={name}" for name in COLORS}
+    heads_of = confusion.map(lambda label: label.split("=")[0])
+    assert (heads_of["actual"] == heads_of["predicted"]).all()
 
     # The saved model: one output, the heads side by side, and classifier.json says whose columns are whose.
     info = json.loads(paths.classifier_info("baseline").read_text())

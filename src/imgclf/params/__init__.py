@@ -56,7 +56,7 @@ def _build(cls: type, raw: Any, prefix: str = "") -> Any:
     """Validate the mapping `raw` against dataclass `cls`; `prefix` names it in errors."""
     if not isinstance(raw, dict):
         if not prefix:
-            raise UserError(f"{PARAMS_FILE}: must be a mapping of sections: see the README's params table")
+            raise UserError(f"{PARAMS_FILE}: must be a mapping of sections: see docs/reference/params.md")
         raise _bad(prefix, raw, "must be a mapping of keys")
     known = {item.name: item for item in fields(cls)}
     for key in raw:
@@ -67,7 +67,7 @@ def _build(cls: type, raw: Any, prefix: str = "") -> Any:
     for name, item in known.items():
         key = f"{prefix}.{name}" if prefix else name
         if name not in raw:
-            raise UserError(f"{PARAMS_FILE}: {key} is missing: add it (see the README's params table)")
+            raise UserError(f"{PARAMS_FILE}: {key} is missing: add it (docs/reference/params.md lists every key)")
         check = item.metadata["check"]
         if dataclasses.is_dataclass(check):
             values[name] = _build(check, raw[name], key)

@@ -34,10 +34,9 @@ def write_plots(
     write_confusion(folder, labels, predicted, class_names)
 
 
-def write_confusion(
-    folder: Path, labels: np.ndarray, predicted: np.ndarray, class_names: Sequence[str], name: str = "confusion",
-) -> None:
-    """<name>.csv (actual, predicted: a DVC plot) and <name>.png."""
+def write_confusion(folder: Path, labels: np.ndarray, predicted: np.ndarray, class_names: Sequence[str]) -> None:
+    """confusion.csv (actual, predicted: a DVC plot) and confusion.png."""
+    name = "confusion"
     rows = [("actual", "predicted")] + [
         (class_names[actual], class_names[guess]) for actual, guess in zip(labels, predicted, strict=True)
     ]

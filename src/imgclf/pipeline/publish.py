@@ -70,13 +70,13 @@ def model_stage(
             (folder / Path(path).name).write_bytes(data)
     metrics["model_size_bytes"] = paths.model_file(stage).stat().st_size  # the file is byte-stable
     atomic.write_json(paths.metrics_file(stage), metrics)
-    if label_heads:  # confusion.csv is the first head's (the class folders'); every head's beside it
-        first = next(iter(label_heads))
-        plots.write_plots(paths.plots_dir(stage), fitted.history, labels[first], probabilities[first].argmax(axis=1),
-                          class_names)
-        for column, names in label_heads.items():
-            plots.write_confusion(paths.plots_dir(stage), labels[column], probabilities[column].argmax(axis=1), names,
-                                  f"confusion_{column}")
+    if label_heads:  # one confusion matrix for every head: <column>=<class> rows and columns, a block per head
+        offsets = np.cumsum([0, *(len(names) for names in label_heads.values())])
+        actual = np.concatenate([labels[column] + offset for column, offset in zip(label_heads, offsets, strict=False)])
+        predicted = np.concatenate([probabilities[column].argmax(axis=1) + offset
+                                    for column, offset in zip(label_heads, offsets, strict=False)])
+        names = [f"{column}={name}" for column, column_names in label_heads.items() for name in column_names]
+        plots.write_plots(paths.plots_dir(stage), fitted.history, actual, predicted, names)
     else:
         plots.write_plots(paths.plots_dir(stage), fitted.history, labels, probabilities.argmax(axis=1), class_names)
 
