@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(CURDIR)/$(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-RUN    := PATH="$(BIN):$$PATH"
+RUN    := PATH="$(BIN):$$PATH" NO_MKDOCS_2_WARNING=1
 UI_PORT ?= 5000
 SERVE_PORT ?= 5001
 
@@ -96,7 +96,7 @@ remote: $(STAMP) ## make the team server's S3 bucket the default DVC remote (the
 DOCS_PORT ?= 8000
 docs: $(STAMP) ## generate the reference pages, then build the site into site/ (mkdocs build --strict)
 	$(RUN) python docs/generate.py
-	$(RUN) mkdocs build --strict --quiet
+	$(RUN) mkdocs build --strict
 
 docs-serve: $(STAMP) ## the documentation site on http://127.0.0.1:8000 (DOCS_PORT=...), rebuilt on every edit
 	$(RUN) python docs/generate.py

@@ -287,13 +287,13 @@ def chapter_table() -> list[str]:
                          f"{_mark(over <= targets['augmented_over_baseline_max'])} |")
         reference = _whole_before(machine, precision)
         if reference:  # the target is a share of the workload before, on the same machine
-            seconds, commit = reference
+            seconds, _commit = reference
             share = run["seconds"] / seconds
-            verdict = (f"{share:.2f} x {seconds:,.0f} s, the first run on this machine ({commit}): "
+            verdict = (f"{share:.2f} x {seconds:,.0f} s, the workload's first measurement on this machine: "
                        f"{_mark(share <= targets['whole_share_max'])} (<= {targets['whole_share_max']})")
         else:
             verdict = (f"{_mark(run['seconds'] <= targets['whole_max_s'])} (<= {targets['whole_max_s']:.0f} s: "
-                       f"{targets['whole_share_max']} x the issue's 427 s on a 2-core EPYC)")
+                       f"{targets['whole_share_max']} x the workload's first measurement, 427 s on a 2-core EPYC)")
         lines.append(f"| {precision} | whole `dvc repro` | {run['seconds']:.0f} | | | | | | | {verdict} |")
     if machine:
         lines += ["", f"Machine of this table: {machine.get('cpu_model', '?')} "

@@ -336,8 +336,16 @@ def repro_time_block() -> str:
 
 def benchmarks_block() -> str:
     run_all = _benchmarks()
-    data = json.loads((ROOT / "benchmarks" / "results" / "end_to_end.json").read_text(encoding="utf-8"))
-    lines = [f"Machine: {_machine_line(data)}.", "", "| benchmark | figure | value | target | status |", "|---|---|---|---|---|"]
+    machines: dict[str, list[str]] = {}
+    for name in run_all.DEFAULT:
+        path = ROOT / "benchmarks" / "results" / f"{name}.json"
+        if path.is_file():
+            machines.setdefault(_machine_line(json.loads(path.read_text(encoding="utf-8"))), []).append(name)
+    if len(machines) == 1:
+        lines = [f"Machine: {next(iter(machines))}."]
+    else:
+        lines = ["Machines:", "", *(f"- {', '.join(names)}: {machine}" for machine, names in machines.items())]
+    lines += ["", "| benchmark | figure | value | target | status |", "|---|---|---|---|---|"]
     for row in run_all.summary_rows():
         if "load average" in row[1]:
             continue

@@ -1,5 +1,5 @@
 """`python -m imgclf compare | predict | serve | server | server-stop | remote | migrate-store | sweep | deps`:
-the leaderboard from MLflow, classifying images, serving the champion, a team's tracking server and DVC
+the leaderboard with the MLflow runs behind it, classifying images, serving the champion, a team's tracking server and DVC
 remote, moving a local store's runs to it, a grid of DVC experiments, the dvc.yaml deps contract."""
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="python -m imgclf", description=__doc__)
     commands = main.add_subparsers(dest="command", required=True)
     compare = commands.add_parser(
-        "compare", help="print the leaderboard from MLflow runs",
+        "compare", help="print the leaderboard of metrics/*.json with the MLflow runs behind it, or of chosen runs",
         description="By default the leaderboard of metrics/*.json (what DVC tracks), with the runs that "
         "produced them (through dvc.lock, stages restored from DVC's run-cache included); or the runs of "
         "one pipeline id or DVC experiment, from their MLflow metrics.",
