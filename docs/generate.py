@@ -330,8 +330,9 @@ def repro_time_block() -> str:
     data = json.loads((ROOT / "benchmarks" / "results" / "end_to_end.json").read_text(encoding="utf-8"))
     stage_seconds = data["repro"]["stage_seconds"]
     per_stage = ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in stage_seconds.items())
-    return (f"On a 2-core machine ({_machine_line(data)}) `make repro` ran its {len(stage_seconds)} stages in "
-            f"{data['repro']['seconds'] / 60:.1f} min ({per_stage}); a second `make repro` runs nothing.\n")
+    return (f"`make repro` took {data['repro']['seconds'] / 60:.1f} min for its {len(stage_seconds)} stages ({per_stage}), "
+            f"plus a few minutes for the first install; a second `make repro` runs nothing. Measured on "
+            f"{_machine_line(data)}.\n")
 
 
 def benchmarks_block() -> str:

@@ -88,7 +88,7 @@ def test_auto_resolves_per_source(write_params, source: str) -> None:
 
 
 def test_auto_resolution_by_source_kind(write_params) -> None:
-    """The concrete values the README promises, not just 'whatever the catalog says'."""
+    """The concrete values the docs promise (recipes.md), not just 'whatever the catalog says'."""
     expected = {
         "mnist-sample": ((28, 28), "grayscale"), "mnist": ((28, 28), "grayscale"),
         "fashion-mnist": ((28, 28), "grayscale"), "cifar10": ((32, 32), "rgb"),

@@ -81,7 +81,7 @@ def data_hash() -> str | None:
 
 
 def stage_tags(stage: str) -> dict[str, str]:
-    """The tags every run carries (see the README's tracking contract)."""
+    """The tags every run carries (docs/tracking.md lists them)."""
     commit, dirty = git_state()
     tags = {
         TAG_STAGE: stage,

@@ -2,7 +2,7 @@
 
 Multi-node training is deliberately not offered: Keras 3 on the TensorFlow backend fails in fit()
 under MultiWorkerMirroredStrategy (keras-team/keras#20585, tensorflow#72388), and Ray Train's
-TensorflowTrainer and Horovod inherit or add to that (ray-project/ray#47464). See README "Scaling out".
+TensorflowTrainer and Horovod inherit or add to that (ray-project/ray#47464). See docs/scaling.md.
 """
 
 from __future__ import annotations
