@@ -278,3 +278,32 @@ def test_dvc_sees_changes_under_data_path_and_nothing_else(tmp_path):
     (folder / "left" / "img001.png").write_bytes(image_bytes(0, 78, "PNG"))  # a file edited
     assert "Running stage 'split'" in run(["dvc", "repro"], project).stdout
     assert "Running stage" not in run(["dvc", "repro"], project).stdout
+
+
+def scanned_digits(root: Path) -> Path:
+    """scikit-learn's 1,797 real 8x8 handwritten scans (16 grey levels) as <digit>/<n>.png: a folder of small images."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    for index, (pixels, label) in enumerate(zip(digits.images, digits.target, strict=True)):
+        (root / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray((pixels * 255 / 16).round().astype("uint8"), mode="L").save(root / str(label) / f"{index:04d}.png")
+    return root
+
+
+@pytest.mark.slow
+def test_layout_auto_follows_the_images_not_the_source(tmp_path, workspace, mlflow_store, write_params, run_stage_script,
+                                                       capsys):
+    """A folder of small scans gets the chapter's layout, as the digits built in do: only size and colour are set."""
+    folder = scanned_digits(tmp_path / "scans")
+    write_params({"data.source": "folder", "data.path": str(folder), "image.size": [28, 28],
+                  "image.color_mode": "grayscale", "data.train_per_class": "all", "data.test_per_class": "all"})
+    run_ok(run_stage_script, "download", "split")
+    run_stage_script("baseline")
+
+    out = capsys.readouterr().out
+    assert "params: auto -> cnn.layout=chapter" in out  # said when resolved
+    baseline = json.loads((workspace / "metrics" / "baseline.json").read_text())
+    assert baseline["test_images"] == sum(split_metrics(workspace)["counts"]["test"].values()) > 350
+    assert baseline["total_params"] > 10_000_000  # the chapter's flatten-into-dense model, not the photo one
+    assert baseline["accuracy"] >= 0.9, baseline["accuracy"]  # the photo layout reached 0.17 here

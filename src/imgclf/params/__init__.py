@@ -1,4 +1,4 @@
-"""Typed params: load `params.yaml`, validate every key, resolve `auto` values per data source.
+"""Typed params: load `params.yaml`, validate every key, resolve `auto` values from the data.
 
 Every knob of the pipeline lives in params.yaml. A bad value stops the stage with one line,
 `imgclf: params.yaml: <key> = <value>: <what is allowed>`, and exit code 2. DVC's
@@ -41,11 +41,14 @@ __all__ = [
     "AugmentationParams", "BackboneParams", "BottleneckParams", "CnnParams", "ConvnetParams", "DataParams",
     "FinetuneParams", "FitParams", "ImageParams", "MlflowParams", "Params", "PerceptronParams",
     "ReportParams", "SvmParams", "TopParams", "TrainParams", "apply_overrides", "flatten", "load", "parse", "resolve",
-    "section_dict", "set_dotted",
+    "resolved_autos", "section_dict", "set_dotted",
 ]
 
 PARAMS_FILE = "params.yaml"
 MAX_WHITENING_PIXELS = 64 * 64  # ZCA's matrix is (H x W x C)^2: 600 MB in float32 at 64x64 RGB
+# `layout: auto` picks the chapter's layout (flatten into the dense layer) for images at most this many
+# pixels on a side, and the photo layout (more conv/pool blocks, global pooling) above.
+SMALL_IMAGE_SIDE = 64
 
 
 def _bad(key: str, value: Any, allowed: str) -> UserError:
@@ -105,8 +108,30 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def resolved_autos(params: Params, sections: tuple[str, ...]) -> dict[str, Any]:
+    """{key: the value it resolved to} for each `auto` in params.yaml's `sections` (params: the resolved ones)."""
+    raw = load_raw()
+    chosen = {}
+    for key, value in flatten(section_dict(params, *sections)).items():
+        section, *rest = key.split(".")
+        written = raw.get(section)
+        for part in rest:
+            written = written.get(part) if isinstance(written, dict) else None
+        if written == "auto":
+            chosen[key] = value
+    return chosen
+
+
+def load_raw(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
+    """params.yaml as written (no checks, no resolution): {} when it cannot be read."""
+    try:
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+
+
 def load(path: str | Path = PARAMS_FILE) -> Params:
-    """Read and validate params.yaml, then resolve its `auto` values for the data source."""
+    """Read and validate params.yaml, then resolve its `auto` values for the data source and image size."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -124,7 +149,8 @@ def load(path: str | Path = PARAMS_FILE) -> Params:
 
 
 def resolve(params: Params) -> Params:
-    """Replace every `auto` with the value the data source implies (logged, so explicit)."""
+    """Replace every `auto` with the value the data implies: image size and colour by the source, the layouts by
+    the resolved image size, flips by whether the source is photos (each logged, so explicit)."""
     source = SOURCES[params.data.source]
     if params.data.label_columns != ("label",) and source.name != "csv":
         raise _bad("data.label_columns", params.data.label_columns,
@@ -136,12 +162,13 @@ def resolve(params: Params) -> Params:
         image = dataclasses.replace(image, size=source.image_size)
     if image.color_mode == "auto":
         image = dataclasses.replace(image, color_mode=source.color_mode)
+    layout = "chapter" if max(image.size) <= SMALL_IMAGE_SIDE else "photo"  # what the images are, whatever the source
     cnn = params.cnn
     if cnn.layout == "auto":
-        cnn = dataclasses.replace(cnn, layout="photo" if source.photo else "chapter")
+        cnn = dataclasses.replace(cnn, layout=layout)
     convnet = params.convnet
     if convnet.layout == "auto":
-        convnet = dataclasses.replace(convnet, layout="photo" if source.photo else "chapter")
+        convnet = dataclasses.replace(convnet, layout=layout)
     augmentation = params.augmentation
     if augmentation.horizontal_flip == "auto":
         augmentation = dataclasses.replace(augmentation, horizontal_flip=source.photo)

@@ -12,6 +12,7 @@ import matplotlib
 
 from imgclf import params as params_module
 from imgclf.errors import UserError, exit_with
+from imgclf.params.checks import show
 from imgclf.pipeline import stages
 from imgclf.tracking import datasets, runs, shared_params, store
 
@@ -42,6 +43,10 @@ def main(recipe: Recipe) -> None:
     store.configure_client()
     try:
         config = params_module.load()
+        autos = params_module.resolved_autos(config, stage.sections)
+        if autos:
+            print("params: auto -> " + ", ".join(f"{key}={show(value)}" for key, value in autos.items()),
+                  flush=True)
         flat = params_module.flatten(params_module.section_dict(config, *stage.sections)) | shared_params.shared(stage, config)
         inputs = datasets.split_inputs(config.data.source, config.data.path) if stage.reads_split else []
         dataset = config.data.source if "data" in stage.sections else None
