@@ -175,3 +175,28 @@ def test_fit_runs_one_pass_per_epoch(tmp_path, monkeypatch):
     assert int(model.optimizer.iterations.numpy()) == 9  # 3 epochs x 3 steps: one pass each
     # Validation saw the whole hold-out (both batches) in the last epoch, as evaluate() does.
     assert fitted.history["val_loss"][-1] == pytest.approx(model.evaluate(validation, verbose=0)[0], rel=1e-5)
+
+
+def test_early_stopping_stops_keeps_the_best_epoch_and_repeats(tiny_training, run_stage_script, workspace, capsys):
+    tiny_training({"baseline.epochs": 30, "baseline.patience": 2, "baseline.learning_rate": 0.03})
+    run_stage_script("baseline")
+    out = capsys.readouterr().out
+    metrics = json.loads((workspace / "metrics" / "baseline.json").read_text())
+    history = read_csv(workspace / "plots" / "baseline" / "history.csv")
+    assert "early stopping" in out and metrics["epochs"] == len(history) < 30
+    losses = [float(row["val_loss"]) for row in history]
+    best = int(np.argmin(losses))
+    assert len(history) == best + 1 + 2  # stopped `patience` epochs after the best
+    first = (workspace / "models" / "baseline" / "model.keras").read_bytes()
+    assert f"Restoring model weights from the end of the best epoch: {best + 1}" in out
+
+    run_stage_script("baseline")  # the same params: the same epochs, the same weights
+    assert (workspace / "models" / "baseline" / "model.keras").read_bytes() == first
+
+
+def test_early_stopping_needs_a_validation_hold_out(tiny_training, run_stage_script, capsys):
+    tiny_training({"baseline.patience": 2, "data.validation_fraction": 0.0})
+    with pytest.raises(SystemExit) as stopped:
+        run_stage_script("baseline")
+    assert stopped.value.code == 2
+    assert "baseline.patience: 2: early stopping watches the validation hold-out" in capsys.readouterr().err

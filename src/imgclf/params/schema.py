@@ -105,6 +105,8 @@ class FitParams:
     batch_size: int = spec(integer(1, 65536))
     learning_rate: float = spec(number(0.0, 10.0, low_open=True))
     class_weight: str = spec(choice("none", "balanced"))
+    patience: int = spec(integer(0, 10_000))  # early stopping: 0 = off
+    monitor: str = spec(choice("val_loss", "val_accuracy"))
 
 
 @dataclass(frozen=True)

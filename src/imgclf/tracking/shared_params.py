@@ -1,7 +1,7 @@
 """Shared names for shared meanings: each model run's fit settings under keys every stage uses alike.
 
 The flattened params (`baseline.epochs`, `top.learning_rate`) stay for exactness; beside them each
-training run logs `epochs`, `batch_size`, `learning_rate`, `optimizer`, `class_weight`, `precision`,
+training run logs `epochs`, `batch_size`, `learning_rate`, `optimizer`, `class_weight`, `patience`, `monitor`, `precision`,
 `architecture` and `backbone` where they apply, so the MLflow UI's compare view, parallel
 coordinates and scatter plots line any two model runs up column by column. (`augmentation.*` is
 one section read alike by augmented and finetune: its flattened names are shared already.)
@@ -14,7 +14,7 @@ from typing import Any
 from imgclf.params import Params
 from imgclf.pipeline.stages import Stage
 
-FIT_KEYS = ("epochs", "batch_size", "learning_rate", "class_weight", "steps")
+FIT_KEYS = ("epochs", "batch_size", "learning_rate", "class_weight", "patience", "monitor", "steps")
 
 
 def shared(stage: Stage, config: Params) -> dict[str, Any]:

@@ -68,6 +68,18 @@ class PredictedValidation(keras.callbacks.Callback):
             logs["val_accuracy"] = float(np.mean(matches))
 
 
+def early_stopping(settings: FitParams, stage: str, has_validation: bool, label_heads: Sequence[str]) -> keras.callbacks.Callback:
+    """Stop after `patience` epochs without a better `monitor` on the validation hold-out; keep the best epoch's weights."""
+    if not has_validation:
+        raise UserError(f"{stage}.patience: {settings.patience}: early stopping watches the validation hold-out, and "
+                        f"there is none: set data.validation_fraction above 0, or {stage}.patience: 0")
+    if label_heads and settings.monitor == "val_accuracy":
+        raise UserError(f"{stage}.monitor: val_accuracy is one head's, and data.label_columns has {len(label_heads)}: "
+                        f"use val_loss (the sum of the heads' losses)")
+    return keras.callbacks.EarlyStopping(monitor=settings.monitor, patience=settings.patience, restore_best_weights=True,
+                                         verbose=1)
+
+
 def full_batches(train: tf.data.Dataset, batch_size: int, replicas: int, stage: str) -> tf.data.Dataset:
     """An endless stream cut into full global batches, each split evenly over the replicas.
 
@@ -108,11 +120,13 @@ def fit(
     if label_heads and replicas > 1:
         raise UserError("train.distribute: mirrored: not with several label columns (data.label_columns) yet: use none")
     callbacks: list[keras.callbacks.Callback] = []
+    stopping = early_stopping(settings, stage, validation is not None, label_heads) if settings.patience else None
     if replicas > 1:
         train = full_batches(train, settings.batch_size, replicas, stage)
         if validation is not None:
-            callbacks.append(PredictedValidation(validation))
+            callbacks.append(PredictedValidation(validation))  # before early stopping: it adds val_loss
             validation = None
+    callbacks += [stopping] if stopping else []
     validation, validation_steps = endless(validation)
     model.compile(
         optimizer=optimizer or keras.optimizers.Adam(settings.learning_rate),
@@ -135,7 +149,8 @@ def fit(
         verbose=progress_verbosity(),
     )
     seconds = time.perf_counter() - started
-    images = settings.epochs * steps_per_epoch * settings.batch_size  # the last batch of a pass may be short
+    epochs = len(history.history.get("loss", [])) or settings.epochs  # fewer when early stopping stopped it
+    images = epochs * steps_per_epoch * settings.batch_size  # the last batch of a pass may be short
     return Fitted(with_mean_accuracy(history.history, label_heads), seconds, images, replicas)
 
 
