@@ -1,4 +1,4 @@
-"""Your own images at scale: download + split of a 25,000- and a 100,000-file folder (data.source:
+"""Your own images at scale: inspect, download + split of a 25,000- and a 100,000-file folder (data.source:
 folder), and a no-op `dvc repro` with the 100,000-file folder as download's dependency.
 
 The folders are generated once (benchmarks/work/own_<N>/): two classes, `<class>/<n>.jpg` and
@@ -58,6 +58,12 @@ def download_and_split(folder: Path, images: int) -> dict:
     shutil.rmtree(workspace, ignore_errors=True)
     common.write_params(workspace, OWN | {"data.path": str(folder)})
     result = {}
+    # `python -m imgclf inspect` on the folder first: what a user runs before training.
+    result["inspect"] = common.run_measured([sys.executable, "-m", "imgclf", "inspect", str(folder), "--format", "json"],
+                                            workspace, common.stage_env(workspace))
+    result["inspect"].pop("output")
+    print(f"  inspect {images:,} files: {result['inspect']['seconds']:.1f} s, peak RSS "
+          f"{result['inspect']['peak_rss_mib']:.0f} MiB", flush=True)
     for stage in ("download", "split"):
         result[stage] = common.run_measured([sys.executable, "-m", f"stages.{stage}"], workspace, common.stage_env(workspace))
         result[stage].pop("output")

@@ -208,6 +208,9 @@ def summary_rows() -> list[tuple[str, str, str, str, str]]:
     if data:
         rows.append(("own_images", "load average (1 min) before / after", _loads(data), "< 0.7", ""))
         for images, run in data["runs"].items():
+            if "inspect" in run:
+                rows.append(("own_images", f"folder of {int(images):,} files: `imgclf inspect`",
+                             f"{run['inspect']['seconds']:.1f} s, {run['inspect']['peak_rss_mib']:.0f} MiB", "", ""))
             rows.append(("own_images", f"folder of {int(images):,} files: download, split",
                          f"{run['download']['seconds']:.1f} s / {run['split']['seconds']:.1f} s "
                          f"({run['split']['images_per_s']:.0f} img/s), {run['download']['peak_rss_mib']:.0f} / "

@@ -1,6 +1,6 @@
-"""`python -m imgclf compare | predict | serve | server | server-stop | remote | migrate-store | sweep | deps`:
-the leaderboard with the MLflow runs behind it, classifying images, serving the champion, a team's tracking server and DVC
-remote, moving a local store's runs to it, a grid of DVC experiments, the dvc.yaml deps contract."""
+"""`python -m imgclf inspect | compare | predict | serve | server | server-stop | remote | migrate-store | sweep | deps`:
+a look at your images, the leaderboard with the MLflow runs behind it, classifying images, serving the champion,
+a team's tracking server and DVC remote, moving a local store's runs to it, a grid of DVC experiments, the dvc.yaml deps contract."""
 
 from __future__ import annotations
 
@@ -36,6 +36,16 @@ def parser() -> argparse.ArgumentParser:
     """The command line."""
     main = argparse.ArgumentParser(prog="python -m imgclf", description=__doc__)
     commands = main.add_subparsers(dest="command", required=True)
+    look = commands.add_parser(
+        "inspect", help="look at a folder, archive or CSV of images before training: classes, sizes, duplicates, "
+        "the params they suggest",
+        description="Classes and counts with the imbalance ratio, image sizes (min / median / max), formats and colour "
+        "modes, files that are not images, exact duplicates within and across classes, and the params the images "
+        "suggest as a ready `dvc exp run -S ...` line. Reads each file once: its header, not its pixels.",
+    )
+    look.add_argument("path", nargs="?", help="a folder, a .zip/.tar of one, or a labels CSV (default: params.yaml's "
+                      "data.path for data.source folder/csv, else data/split)")
+    look.add_argument("--format", choices=("table", "json"), default="table")
     compare = commands.add_parser(
         "compare", help="print the leaderboard of metrics/*.json with the MLflow runs behind it, or of chosen runs",
         description="By default the leaderboard of metrics/*.json (what DVC tracks), with the runs that "
@@ -190,6 +200,23 @@ def predict_command(args: argparse.Namespace) -> int:
                         _mlflow_setting("registered_model"))
 
 
+def inspect_command(args: argparse.Namespace) -> int:
+    """inspect: the findings on stdout."""
+    from imgclf.data import inspection
+
+    raw = yaml.safe_load(Path("params.yaml").read_text()) if Path("params.yaml").is_file() else {}
+    data = (raw or {}).get("data") or {}
+    label_columns = tuple(data.get("label_columns") or ("label",))
+    if args.path:
+        source = "csv" if args.path.lower().endswith(".csv") else "folder"
+        target = args.path
+    else:
+        source, target = inspection.default_target(str(data.get("source", "")), str(data.get("path", "images")))
+    findings = inspection.inspect(source, target, label_columns if source == "csv" else ("label",))
+    sys.stdout.write(inspection.render(findings, args.format))
+    return 0
+
+
 def sweep_command(args: argparse.Namespace) -> int:
     """sweep: the grid on this host's DVC queue, or on a Ray cluster."""
     from imgclf.sweep import cluster, driver
@@ -247,7 +274,7 @@ def deps_command(args: argparse.Namespace) -> int:
 
 # Every subcommand the parser defines, and the function that runs it: nothing falls through.
 COMMANDS = {
-    "compare": compare_command, "predict": predict_command, "serve": serve_command, "server": team_command,
+    "inspect": inspect_command, "compare": compare_command, "predict": predict_command, "serve": serve_command, "server": team_command,
     "server-stop": team_command, "remote": team_command, "migrate-store": team_command, "sweep": sweep_command,
     "deps": deps_command,
 }

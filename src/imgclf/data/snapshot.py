@@ -50,21 +50,29 @@ def ignored(relative: str) -> bool:
 
 def snapshot(source: str, value: str, raw: Path, max_bytes: int, label_columns: tuple[str, ...] = ("label",)) -> dict:
     """Write raw/images.zip (and raw/labels.csv for a CSV) from data.path; a summary for source.json."""
-    path = paths.user_path(value)
-    if source == "csv":
-        members, labels = _csv_members(path, value, label_columns)
+    found, labels = members(source, value, label_columns)
+    if labels is not None:
         labels.to_csv(raw / paths.RAW_LABELS.name, index=False, lineterminator="\n")
+    skipped = write_zip(raw / paths.RAW_IMAGES.name, found, max_bytes)
+    return {"files": len(found) - len(skipped), "skipped": [list(item) for item in skipped]}
+
+
+def members(source: str, value: str, label_columns: tuple[str, ...] = ("label",)) -> tuple[list[Member], pd.DataFrame | None]:
+    """The files of data.path (a folder, an archive, or the files a CSV names) and, for a CSV, its labels."""
+    path = paths.user_path(value)
+    labels = None
+    if source == "csv":
+        found, labels = _csv_members(path, value, label_columns)
     elif path.is_dir():
-        members = _folder_members(path, value)
+        found = _folder_members(path, value)
     elif path.is_file() and path.name.lower().endswith(ARCHIVES):
-        members = _archive_members(path, value)
+        found = _archive_members(path, value)
     else:
         what = "no such folder" if not path.exists() else "not a folder or a .zip/.tar archive"
         raise UserError(f"data.path = {value}: {what}: {LAYOUT_HINT}")
-    if not members:
+    if not found:
         raise UserError(f"data.path = {value}: no files in it (hidden files are ignored): {LAYOUT_HINT}")
-    skipped = write_zip(raw / paths.RAW_IMAGES.name, members, max_bytes)
-    return {"files": len(members) - len(skipped), "skipped": [list(item) for item in skipped]}
+    return found, labels
 
 
 def _folder_members(root: Path, value: str) -> list[Member]:
