@@ -65,7 +65,7 @@ def test_baseline_trains_a_head_per_column_and_ranks_by_their_mean(two_heads, ru
     assert list(history.columns) == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
     # One confusion matrix (a DVC plot) for both heads, a block each: only what dvc.yaml declares is written.
     plots = {path.name for path in (workspace / "plots" / "baseline").iterdir()}
-    assert plots == {"confusion.csv", "confusion.png", "history.csv", "learning_curves.png"}
+    assert plots == {"confusion.csv", "confusion.png", "history.csv", "learning_curves.png", "mistakes.png", "gradcam.png"}
     confusion = pd.read_csv(workspace / "plots" / "baseline" / "confusion.csv")
     assert len(confusion) == 2 * (pd.read_csv(workspace / paths.MANIFEST)["split"] == "test").sum()
     assert set(confusion["actual"]) == {f"pattern={name}" for name in PATTERNS} | {f"color={name}" for name in COLORS}

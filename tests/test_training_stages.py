@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from imgclf.params import FitParams
+
 from helpers.workspace import STAGE_RUNS, TINY_TRAINING
 
 STAGES = ("perceptron", "baseline", "augmented")
-PLOT_FILES = ("history.csv", "confusion.csv", "confusion.png", "learning_curves.png")
+PLOT_FILES = ("history.csv", "confusion.csv", "confusion.png", "learning_curves.png", "mistakes.png")
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -36,7 +38,8 @@ def test_stage_writes_model_metrics_and_plots(stage, tiny_training, run_stage_sc
     assert not {"training_seconds", "run_id", "seconds"} & set(metrics)
 
     plots = workspace / "plots" / stage
-    assert sorted(path.name for path in plots.iterdir()) == sorted(PLOT_FILES)
+    convolutional = ("gradcam.png",) if stage != "perceptron" else ()  # Grad-CAM needs a convolution
+    assert sorted(path.name for path in plots.iterdir()) == sorted(PLOT_FILES + convolutional)
     history = read_csv(plots / "history.csv")
     assert list(history[0]) == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
     assert [int(row["epoch"]) for row in history] == list(range(1, metrics["epochs"] + 1))
@@ -79,7 +82,9 @@ def test_perceptron_learns_and_summarises_weights(tiny_training, run_stage_scrip
 @pytest.mark.parametrize("stage", ("perceptron", "augmented"))
 def test_same_params_same_bytes(stage, tiny_training, run_stage_script, workspace):
     tiny_training({"augmented.epochs": 2})
-    outputs = [workspace / "metrics" / f"{stage}.json", workspace / "plots" / stage / "history.csv"]
+    outputs = [workspace / "metrics" / f"{stage}.json", workspace / "plots" / stage / "history.csv",
+               workspace / "plots" / stage / "mistakes.png"] + ([workspace / "plots" / stage / "gradcam.png"]
+                                                               if stage != "perceptron" else [])
     run_stage_script(stage)
     first = [path.read_bytes() for path in outputs]
     run_stage_script(stage)
@@ -110,6 +115,8 @@ def test_mlflow_run_contract(tiny_training, run_stage_script, workspace):
     artifacts = {item.path for item in client.list_artifacts(run.info.run_id, "plots")}
     assert {"plots/confusion.png", "plots/learning_curves.png", "plots/history.csv"} <= artifacts
     assert client.list_artifacts(run.info.run_id, "tensorboard")
+    images = {Path(item.path).name.split("+")[0] for item in client.list_artifacts(run.info.run_id, "images")}
+    assert {"mistakes", "gradcam"} <= images  # mlflow's image view: the wrong test images and their Grad-CAM
 
     model = mlflow.keras.load_model(f"runs:/{run.info.run_id}/model")
     from imgclf.data import tfdata
@@ -167,10 +174,8 @@ def test_fit_runs_one_pass_per_epoch(tmp_path, monkeypatch):
     validation = tf.data.Dataset.from_tensor_slices((images[:5], labels[:5])).batch(4)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
 
-    class Settings:
-        epochs, batch_size, learning_rate, class_weight = 3, 4, 0.01, "none"
-
-    fitted = fit.fit(model, train, validation, Settings(), "probe", [5, 5])
+    settings = FitParams(epochs=3, batch_size=4, learning_rate=0.01, class_weight="none", patience=0, monitor="val_loss")
+    fitted = fit.fit(model, train, validation, settings, "probe", [5, 5])
     assert len(fitted.history["loss"]) == 3 and len(fitted.history["val_loss"]) == 3
     assert int(model.optimizer.iterations.numpy()) == 9  # 3 epochs x 3 steps: one pass each
     # Validation saw the whole hold-out (both batches) in the last epoch, as evaluate() does.

@@ -271,3 +271,10 @@ def arrays_dataset(
     if seed is not None:
         dataset = dataset.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
     return _batched(dataset, batch_size)
+
+
+def test_files(root: Path = paths.SPLIT) -> list[Path]:
+    """The test split's files in the order every stage's test data has them (Keras' own listing)."""
+    listed = keras.utils.image_dataset_from_directory(root / "test", labels="inferred", shuffle=False, batch_size=None,
+                                                      image_size=(8, 8), verbose=False)
+    return [Path(path) for path in listed.file_paths]

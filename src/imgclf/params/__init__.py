@@ -28,6 +28,7 @@ from imgclf.params.schema import (
     FinetuneParams,
     FitParams,
     ImageParams,
+    MistakesParams,
     MlflowParams,
     Params,
     PerceptronParams,
@@ -39,7 +40,7 @@ from imgclf.params.schema import (
 
 __all__ = [
     "AugmentationParams", "BackboneParams", "BottleneckParams", "CnnParams", "ConvnetParams", "DataParams",
-    "FinetuneParams", "FitParams", "ImageParams", "MlflowParams", "Params", "PerceptronParams",
+    "FinetuneParams", "FitParams", "ImageParams", "MistakesParams", "MlflowParams", "Params", "PerceptronParams",
     "ReportParams", "SvmParams", "TopParams", "TrainParams", "apply_overrides", "flatten", "load", "parse", "resolve",
     "resolved_autos", "section_dict", "set_dotted",
 ]

@@ -166,6 +166,13 @@ class FinetuneParams(FitParams):
 
 
 @dataclass(frozen=True)
+class MistakesParams:
+    """What every model stage shows of its wrong test predictions (plots/<stage>/mistakes.png, gradcam.png)."""
+
+    per_class: int = spec(integer(1, 20))
+
+
+@dataclass(frozen=True)
 class ReportParams:
     sort_by: str = spec(choice("accuracy", "f1_macro", "loss"))
 
@@ -190,4 +197,5 @@ class Params:
     top: TopParams = spec(TopParams)
     svm: SvmParams = spec(SvmParams)
     finetune: FinetuneParams = spec(FinetuneParams)
+    mistakes: MistakesParams = spec(MistakesParams)
     report: ReportParams = spec(ReportParams)

@@ -13,7 +13,7 @@ from imgclf import atomic, paths
 from imgclf.inference import classifier as classifier_module
 from imgclf.inference import model_file
 from imgclf.params import Params, flatten
-from imgclf.pipeline import evaluation, plots
+from imgclf.pipeline import evaluation, mistakes, plots
 from imgclf.tracking import logged_models
 from imgclf.tracking.runs import StageRun
 from imgclf.training.fitted import Fitted
@@ -79,6 +79,9 @@ def model_stage(
         plots.write_plots(paths.plots_dir(stage), fitted.history, actual, predicted, names)
     else:
         plots.write_plots(paths.plots_dir(stage), fitted.history, labels, probabilities.argmax(axis=1), class_names)
+    first = next(iter(label_heads)) if label_heads else None  # the gallery shows the first head, the class folders
+    shown = mistakes.write(stage, deployable, classifier.spec, labels[first] if first else labels,
+                           probabilities[first] if first else probabilities, class_names, params.mistakes.per_class)
 
     tracked.log_history(fitted.history)
     final = {key: value for key, value in flatten(metrics).items() if isinstance(value, (int, float))}
@@ -88,6 +91,8 @@ def model_stage(
     tracked.log_metrics(final)
     tracked.log_artifact(paths.metrics_file(stage), "metrics")
     tracked.log_artifact(paths.plots_dir(stage), "plots")
+    for path in shown:
+        tracked.log_image(path)
     tracked.log_artifact(paths.tensorboard_dir(stage), "tensorboard")
     if params.mlflow.log_model:
         example = _example_images(test, deployable, image_model is not None)

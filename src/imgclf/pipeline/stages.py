@@ -33,17 +33,18 @@ class Stage:
 
 
 _SHARED = ("seed", "data", "image")
+_SHOWN = ("mistakes",)  # every model stage draws its wrong test images
 STAGES = (
     Stage("download", "data", ("data",)),
     Stage("split", "data", ("seed", "data")),
-    Stage("perceptron", "model", (*_SHARED, "mlflow", "perceptron"), "perceptron", "sgd"),
-    Stage("convnet", "model", (*_SHARED, "mlflow", "convnet"), "convnet", "adam"),
-    Stage("baseline", "model", (*_SHARED, "mlflow", "cnn", "train", "baseline"), None, "adam"),
-    Stage("augmented", "model", (*_SHARED, "mlflow", "cnn", "augmentation", "train", "augmented"), None, "adam"),
+    Stage("perceptron", "model", (*_SHARED, "mlflow", *_SHOWN, "perceptron"), "perceptron", "sgd"),
+    Stage("convnet", "model", (*_SHARED, "mlflow", *_SHOWN, "convnet"), "convnet", "adam"),
+    Stage("baseline", "model", (*_SHARED, "mlflow", *_SHOWN, "cnn", "train", "baseline"), None, "adam"),
+    Stage("augmented", "model", (*_SHARED, "mlflow", *_SHOWN, "cnn", "augmentation", "train", "augmented"), None, "adam"),
     Stage("bottleneck", "features", (*_SHARED, "backbone", "bottleneck"), uses_backbone=True),
-    Stage("top", "model", (*_SHARED, "mlflow", "backbone", "train", "top"), "dense_head", "adam", True),
-    Stage("svm", "model", (*_SHARED, "mlflow", "backbone", "svm"), "linear_svm", "liblinear", True),
-    Stage("finetune", "model", (*_SHARED, "mlflow", "backbone", "augmentation", "train", "finetune"),
+    Stage("top", "model", (*_SHARED, "mlflow", *_SHOWN, "backbone", "train", "top"), "dense_head", "adam", True),
+    Stage("svm", "model", (*_SHARED, "mlflow", *_SHOWN, "backbone", "svm"), "linear_svm", "liblinear", True),
+    Stage("finetune", "model", (*_SHARED, "mlflow", *_SHOWN, "backbone", "augmentation", "train", "finetune"),
           "backbone+dense_head", "sgd", True),
     Stage("report", "report", ("report", "mlflow")),
 )

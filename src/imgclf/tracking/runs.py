@@ -102,6 +102,13 @@ class StageRun:
             elif path.exists():
                 self.client.log_artifact(self.run_id, str(path), artifact_path)
 
+    def log_image(self, path: Path) -> None:
+        """A PNG into the run's images (the UI's image view), keyed by its file name: mistakes, gradcam."""
+        from PIL import Image
+
+        with store.store_lock(self.uri), Image.open(path) as picture:
+            self.client.log_image(self.run_id, picture.convert("RGB"), key=Path(path).stem, step=0)
+
 
 def _param_text(value: Any) -> str:
     if isinstance(value, (list, tuple)):
