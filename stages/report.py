@@ -22,6 +22,8 @@ def run(params, tracked) -> None:
     # The pipeline's run: the leaderboard, the champion's figures, a link to every stage's run
     # (restored from DVC's run-cache or not).
     best = str(frame["stage"].iloc[0]) if not frame.empty else None
+    if best:
+        tracked.log_image(report.champion_page(best))
     headline = {f"champion.{key}": frame[key].iloc[0] for key in report.SORT_ASCENDING if best and frame[key].notna().iloc[0]}
     tracked.log_pipeline({f"imgclf.stage_run.{name}": found.info.run_id for name, found in runs.items()}
                          | ({"imgclf.champion_stage": best} if best else {}),

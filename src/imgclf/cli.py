@@ -1,5 +1,5 @@
-"""`python -m imgclf inspect | compare | predict | serve | server | server-stop | remote | migrate-store | sweep | deps`:
-a look at your images, the leaderboard with the MLflow runs behind it, classifying images, serving the champion,
+"""`python -m imgclf inspect | compare | predict | explain | serve | server | server-stop | remote | migrate-store | sweep | deps`:
+a look at your images, the leaderboard with the MLflow runs behind it, classifying and explaining images, serving the champion,
 a team's tracking server and DVC remote, moving a local store's runs to it, a grid of DVC experiments, the dvc.yaml deps contract."""
 
 from __future__ import annotations
@@ -73,6 +73,16 @@ def parser() -> argparse.ArgumentParser:
     classify.add_argument("--top-k", type=int, default=1, help="labels per image, best first (default 1)")
     classify.add_argument("--format", choices=PREDICT_FORMATS, default="table")
     classify.add_argument("--batch-size", type=int, default=32)
+    why = commands.add_parser(
+        "explain", help="classify images and draw where the model looked: a Grad-CAM overlay PNG per image",
+        description="Each file goes through predict's decoding; its top-k classes print as JSON, and the Grad-CAM map "
+        "of its top class (at the model's last convolution) is drawn over it into --out as <name>.gradcam.png. A "
+        "model without convolutions (perceptron) gets the top-k only.",
+    )
+    why.add_argument("paths", nargs="+", metavar="IMAGE", help="image files, or folders searched for them")
+    why.add_argument("--model", default="best", help="best (the registry's champion), a stage, or an MLflow model URI")
+    why.add_argument("--out", type=Path, default=Path("explained"), help="folder for the overlays (default explained/)")
+    why.add_argument("--top-k", type=int, default=3)
     serve = commands.add_parser(
         "serve", help="serve models:/<mlflow.registered_model>@champion over REST (mlflow models serve)",
         description="POST /invocations with {\"dataframe_split\": {\"columns\": [\"image\"], \"data\": "
@@ -217,6 +227,13 @@ def inspect_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def explain_command(args: argparse.Namespace) -> int:
+    """explain: imported here, so that other commands do not pay for importing TensorFlow."""
+    from imgclf.inference import predict
+
+    return predict.explain(args.paths, args.model, args.out, args.top_k, _mlflow_setting("registered_model"))
+
+
 def sweep_command(args: argparse.Namespace) -> int:
     """sweep: the grid on this host's DVC queue, or on a Ray cluster."""
     from imgclf.sweep import cluster, driver
@@ -274,9 +291,9 @@ def deps_command(args: argparse.Namespace) -> int:
 
 # Every subcommand the parser defines, and the function that runs it: nothing falls through.
 COMMANDS = {
-    "inspect": inspect_command, "compare": compare_command, "predict": predict_command, "serve": serve_command, "server": team_command,
-    "server-stop": team_command, "remote": team_command, "migrate-store": team_command, "sweep": sweep_command,
-    "deps": deps_command,
+    "inspect": inspect_command, "compare": compare_command, "predict": predict_command, "explain": explain_command,
+    "serve": serve_command, "server": team_command, "server-stop": team_command, "remote": team_command,
+    "migrate-store": team_command, "sweep": sweep_command, "deps": deps_command,
 }
 
 

@@ -1,4 +1,5 @@
-"""`python -m imgclf predict PATH…`: classify image files and folders with a stage's model, the champion, or any URI.
+"""`python -m imgclf predict PATH…`: classify image files and folders with a stage's model, the champion, or any URI;
+`explain PATH…`: the same, with a Grad-CAM overlay of each image's top class.
 
 Files are decoded, resized and colour-converted as the split and training do (imgclf.data.decode),
 in batches; each gets its top-k labels and probabilities. A file that cannot be classified gets one
@@ -84,7 +85,8 @@ def rows(outcomes: Iterable[Outcome], classifier: Classifier, top_k: int) -> Ite
 def render(results: list[dict], output_format: str, top_k: int) -> str:
     """Table (people), CSV or JSON (tools) of the predictions."""
     if output_format == "json":
-        return json.dumps([{"path": result["path"], "predictions": _json_predictions(result)} for result in results],
+        return json.dumps([{"path": result["path"], "predictions": _json_predictions(result)}
+                           | ({"gradcam": result["gradcam"]} if "gradcam" in result else {}) for result in results],
                           indent=2) + "\n"
     label_heads = list(results[0]["heads"]) if results and "heads" in results[0] else [None]
     columns = ["path"]
@@ -142,5 +144,46 @@ def main(targets: Sequence[str], choice: str, top_k: int, output_format: str, ba
             results.append(result)
     sys.stdout.write(render(results, output_format, top_k))
     print(f"predict: {len(results)} images classified by {described}"
+          + (f", {failed} failed" if failed else ""), file=sys.stderr, flush=True)
+    return 1 if failed else 0
+
+
+def explain(targets: Sequence[str], choice: str, out: Path, top_k: int, registered_model: str) -> int:
+    """`explain`: top-k per image and a Grad-CAM overlay of its top class in `out`; 1 when any file failed."""
+    from PIL import Image
+
+    from imgclf.inference import explain as gradcam
+
+    if top_k < 1:
+        raise UserError(f"--top-k {top_k}: must be at least 1")
+    classifier, described = load_model(choice, registered_model)
+    files, errors = image_files(targets)
+    failed = len(errors)
+    for line in errors:
+        print(f"imgclf: {line}", file=sys.stderr, flush=True)
+    has_map = gradcam.target_layer(classifier.model) is not None
+    if not has_map:
+        print(f"explain: {described} has no convolution: top-k only, no Grad-CAM", file=sys.stderr, flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for path, outcome in zip(files, classifier.classify_files(files), strict=True):
+        if outcome.probabilities is None:
+            failed += 1
+            print(f"imgclf: {outcome.source}: {outcome.error}", file=sys.stderr, flush=True)
+            continue
+        (result,) = rows([outcome], classifier, top_k)
+        if has_map:
+            column, names, part = classifier.groups()[0]
+            best = part.start + int(outcome.probabilities[part].argmax())
+            image = classifier.decode(path.read_bytes(), path.name)
+            cam = gradcam.gradcam(classifier.model, image[None], [best])[0]
+            target = out / f"{path.stem}.gradcam.png"
+            shown = Image.fromarray(gradcam.overlay(image, cam))
+            factor = max(1, 224 // max(shown.size))  # small images scaled up by a whole factor, pixels kept sharp
+            shown.resize((shown.width * factor, shown.height * factor), Image.Resampling.NEAREST).save(target)
+            result["gradcam"] = str(target)
+        results.append(result)
+    sys.stdout.write(render(results, "json", top_k) if results else "")
+    print(f"explain: {len(results)} images by {described}" + (f", Grad-CAM overlays in {out}" if has_map else "")
           + (f", {failed} failed" if failed else ""), file=sys.stderr, flush=True)
     return 1 if failed else 0

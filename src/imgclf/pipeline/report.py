@@ -20,6 +20,7 @@ from typing import Any, Mapping
 
 import matplotlib.pyplot as plt
 import pandas as pd
+from PIL import Image, ImageDraw, ImageFont
 
 from imgclf import atomic, paths
 from imgclf.pipeline.stages import MODEL_STAGES
@@ -181,3 +182,26 @@ def plot_latency(linked: pd.DataFrame, target: Path = paths.LATENCY_PLOT) -> boo
     figure.savefig(target, format="png", dpi=100)
     plt.close(figure)
     return True
+
+
+CHAMPION_PAGE = paths.REPORTS / "champion.png"  # a DVC output: the best stage's confusion matrix, mistakes, Grad-CAM
+
+
+def champion_page(stage: str, target: Path = CHAMPION_PAGE) -> Path:
+    """One image of the champion: its confusion matrix, its most confidently wrong test images, their Grad-CAM."""
+    parts = [paths.plots_dir(stage) / name for name in ("confusion.png", "mistakes.png", "gradcam.png")]
+    pictures = [Image.open(path).convert("RGB") for path in parts if path.is_file()]
+    width = max([picture.width for picture in pictures] + [320])
+    page = Image.new("RGB", (width, 24 + sum(picture.height for picture in pictures)), "white")
+    title = f"champion: {stage}" + ("" if pictures else f" (no plots in {paths.plots_dir(stage)})")
+    ImageDraw.Draw(page).text((6, 6), title, fill="black", font=ImageFont.load_default())
+    top = 24
+    for picture in pictures:
+        page.paste(picture, (0, top))
+        top += picture.height
+    buffer = io.BytesIO()
+    page.save(buffer, format="PNG")  # Pillow writes no time chunk: the same plots give the same bytes
+    with atomic.file(target, "wb") as stream:
+        stream.write(buffer.getvalue())
+    return target
+
