@@ -99,6 +99,12 @@ def write_json(target: Path, data: Any) -> None:
         stream.write(json.dumps(_rounded(data), indent=2, sort_keys=True) + "\n")
 
 
+def write_bytes(target: Path, data: bytes) -> None:
+    """Atomically write a binary file."""
+    with file(target, "wb") as stream:
+        stream.write(data)
+
+
 def write_text(target: Path, text: str) -> None:
     """Atomically write a text file."""
     with file(target) as stream:

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import matplotlib
-import yaml
 
+from imgclf import params as params_module
 from imgclf import paths, team
 from imgclf.errors import UserError, exit_with
 from imgclf.pipeline import deps, report, stages
@@ -25,11 +25,14 @@ PREDICT_FORMATS = ("table", "csv", "json")
 
 def _mlflow_setting(key: str) -> str:
     """params.yaml's mlflow.<key>, or its default when there is no readable params.yaml here."""
-    try:
-        raw = yaml.safe_load(Path("params.yaml").read_text()) or {}
-        return str(raw.get("mlflow", {}).get(key) or DEFAULTS[key])
-    except (OSError, yaml.YAMLError, AttributeError):
-        return DEFAULTS[key]
+    section = params_module.load_raw().get("mlflow")
+    return str((section.get(key) if isinstance(section, dict) else None) or DEFAULTS[key])
+
+
+def _image_arguments(command: argparse.ArgumentParser, model_help: str) -> None:
+    """The images and the model of predict and explain."""
+    command.add_argument("paths", nargs="+", metavar="PATH", help="image files, or folders searched for them")
+    command.add_argument("--model", default="best", help=model_help)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -67,9 +70,9 @@ def parser() -> argparse.ArgumentParser:
         "A file that cannot be classified gets one line on stderr and the rest are still predicted "
         "(exit code 1 if any failed, 2 for bad arguments).",
     )
-    classify.add_argument("paths", nargs="+", metavar="PATH", help="image files, or folders searched for them")
-    classify.add_argument("--model", default="best", help="best (the registry's champion, default), a stage "
-                          f"({', '.join(stages.MODEL_STAGES)}: models/<stage>/), or an MLflow model URI")
+    model_help = (f"best (the registry's champion, default), a stage ({', '.join(stages.MODEL_STAGES)}: "
+                  f"models/<stage>/), or an MLflow model URI")
+    _image_arguments(classify, model_help)
     classify.add_argument("--top-k", type=int, default=1, help="labels per image, best first (default 1)")
     classify.add_argument("--format", choices=PREDICT_FORMATS, default="table")
     classify.add_argument("--batch-size", type=int, default=32)
@@ -79,8 +82,7 @@ def parser() -> argparse.ArgumentParser:
         "of its top class (at the model's last convolution) is drawn over it into --out as <name>.gradcam.png. A "
         "model without convolutions (perceptron) gets the top-k only.",
     )
-    why.add_argument("paths", nargs="+", metavar="IMAGE", help="image files, or folders searched for them")
-    why.add_argument("--model", default="best", help="best (the registry's champion), a stage, or an MLflow model URI")
+    _image_arguments(why, model_help)
     why.add_argument("--out", type=Path, default=Path("explained"), help="folder for the overlays (default explained/)")
     why.add_argument("--top-k", type=int, default=3)
     serve = commands.add_parser(
@@ -214,8 +216,8 @@ def inspect_command(args: argparse.Namespace) -> int:
     """inspect: the findings on stdout."""
     from imgclf.data import inspection
 
-    raw = yaml.safe_load(Path("params.yaml").read_text()) if Path("params.yaml").is_file() else {}
-    data = (raw or {}).get("data") or {}
+    data = params_module.load_raw().get("data")
+    data = data if isinstance(data, dict) else {}
     label_columns = tuple(data.get("label_columns") or ("label",))
     if args.path:
         source = "csv" if args.path.lower().endswith(".csv") else "folder"

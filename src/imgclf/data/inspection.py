@@ -14,7 +14,6 @@ import json
 import statistics
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
@@ -193,4 +192,4 @@ def default_target(source: str, value: str) -> tuple[str, str]:
     """(source, path) to inspect when none is given: data.path for your own images, else the split."""
     if source in ("folder", "csv"):
         return source, value
-    return "folder", str(Path("data") / "split")
+    return "folder", str(paths.SPLIT)

@@ -135,14 +135,15 @@ class Classifier:
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             pending: list[tuple[Path, Future]] = []
             for start in range(0, len(files), batch_size):
-                submitted = [(path, pool.submit(self._read, path)) for path in files[start:start + batch_size]]
+                submitted = [(path, pool.submit(self.read, path)) for path in files[start:start + batch_size]]
                 if pending:
                     yield from self._collect(pending)
                 pending = submitted
             if pending:
                 yield from self._collect(pending)
 
-    def _read(self, path: Path) -> np.ndarray | str:
+    def read(self, path: Path) -> np.ndarray | str:
+        """One image file's pixels as this model takes them, or why it cannot be classified."""
         try:
             data = Path(path).read_bytes()
         except OSError as error:

@@ -166,16 +166,17 @@ def explain(targets: Sequence[str], choice: str, out: Path, top_k: int, register
         print(f"explain: {described} has no convolution: top-k only, no Grad-CAM", file=sys.stderr, flush=True)
     out.mkdir(parents=True, exist_ok=True)
     results = []
-    for path, outcome in zip(files, classifier.classify_files(files), strict=True):
-        if outcome.probabilities is None:
+    for path in files:
+        image = classifier.read(path)  # decoded once: for the probabilities and for the map
+        if isinstance(image, str):
             failed += 1
-            print(f"imgclf: {outcome.source}: {outcome.error}", file=sys.stderr, flush=True)
+            print(f"imgclf: {path}: {image}", file=sys.stderr, flush=True)
             continue
+        outcome = Outcome(str(path), classifier.probabilities(image[None])[0])
         (result,) = rows([outcome], classifier, top_k)
         if has_map:
-            column, names, part = classifier.groups()[0]
+            _, _, part = classifier.groups()[0]
             best = part.start + int(outcome.probabilities[part].argmax())
-            image = classifier.decode(path.read_bytes(), path.name)
             cam = gradcam.gradcam(classifier.model, image[None], [best])[0]
             target = out / f"{path.stem}.gradcam.png"
             shown = Image.fromarray(gradcam.overlay(image, cam))

@@ -126,9 +126,10 @@ def resolved_autos(params: Params, sections: tuple[str, ...]) -> dict[str, Any]:
 def load_raw(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
     """params.yaml as written (no checks, no resolution): {} when it cannot be read."""
     try:
-        return yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError):
         return {}
+    return raw if isinstance(raw, dict) else {}
 
 
 def load(path: str | Path = PARAMS_FILE) -> Params:

@@ -62,11 +62,11 @@ def write(stage: str, model: keras.Model, spec: decode.ImageSpec, labels: np.nda
     title = f"{stage}: most confidently wrong test images per class (true -> predicted, probability)"
     written = [paths.plots_dir(stage) / "mistakes.png"]
     _save(written[0], _gallery(title, images, captions, [item.actual for item in chosen], per_class))
-    cams = explain.gradcam(model, images, np.array([item.predicted for item in chosen], dtype=np.int32)) \
-        if chosen else None
-    if explain.target_layer(model) is not None:
-        overlays = np.stack([explain.overlay(image, cam) for image, cam in zip(images, cams, strict=True)]) \
-            if cams is not None else images
+    if explain.target_layer(model) is not None:  # a model with a convolution: where it looked
+        overlays = images
+        if chosen:
+            cams = explain.gradcam(model, images, np.array([item.predicted for item in chosen], dtype=np.int32))
+            overlays = np.stack([explain.overlay(image, cam) for image, cam in zip(images, cams, strict=True)])
         written.append(paths.plots_dir(stage) / "gradcam.png")
         _save(written[1], _gallery(f"{stage}: Grad-CAM of the predicted class on the same images", overlays, captions,
                                    [item.actual for item in chosen], per_class))
@@ -92,7 +92,7 @@ def _gallery(title: str, images: np.ndarray, captions: list[str], rows: list[int
     order = sorted(set(rows))
     cell_w = max([tile.width for tile in tiles] + [TILE]) + MARGIN
     cell_h = max([tile.height for tile in tiles] + [TILE]) + CAPTION + MARGIN
-    width = max(MARGIN + cell_w * max(per_class, 1), 8 * len(title) // 1 + 2 * MARGIN)
+    width = max(MARGIN + cell_w * max(per_class, 1), 8 * len(title) + 2 * MARGIN)
     height = 20 + cell_h * max(len(order), 1) + MARGIN
     sheet = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(sheet)
@@ -112,5 +112,4 @@ def _gallery(title: str, images: np.ndarray, captions: list[str], rows: list[int
 def _save(target: Path, picture: Image.Image) -> None:
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")  # Pillow writes no time or version chunk: same pixels, same bytes
-    with atomic.file(target, "wb") as stream:
-        stream.write(buffer.getvalue())
+    atomic.write_bytes(target, buffer.getvalue())

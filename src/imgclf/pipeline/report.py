@@ -201,7 +201,6 @@ def champion_page(stage: str, target: Path = CHAMPION_PAGE) -> Path:
         top += picture.height
     buffer = io.BytesIO()
     page.save(buffer, format="PNG")  # Pillow writes no time chunk: the same plots give the same bytes
-    with atomic.file(target, "wb") as stream:
-        stream.write(buffer.getvalue())
+    atomic.write_bytes(target, buffer.getvalue())
     return target
 
