@@ -64,7 +64,8 @@ def test_svm_stage_saves_logs_and_serves_the_svm(with_features, run_stage_script
     metrics = json.loads((workspace / "metrics" / "svm.json").read_text())
     assert set(metrics["per_class"]) == {"a", "b", "c"} and metrics["test_images"] == 18 and metrics["epochs"] == 0
     assert (metrics["backbone"], metrics["c"], metrics["train_images"]) == ("vgg16", 0.5, 29)
-    assert sorted(path.name for path in (workspace / "plots" / "svm").iterdir()) == ["confusion.csv", "confusion.png"]
+    assert sorted(path.name for path in (workspace / "plots" / "svm").iterdir()) == [
+        "confusion.csv", "confusion.png", "gradcam.png", "mistakes.png"]
     first = {path.name: path.read_bytes() for path in folder.iterdir()}
 
     # The served image classifier gives what the scikit-learn model gives on the test features.

@@ -15,7 +15,7 @@ from imgclf.inference import model_file
 from imgclf.models import finetune
 from imgclf.transfer import features
 
-PLOT_FILES = ["confusion.csv", "confusion.png", "history.csv", "learning_curves.png"]
+PLOT_FILES = sorted(["confusion.csv", "confusion.png", "history.csv", "learning_curves.png", "mistakes.png", "gradcam.png"])
 
 
 def run_tags(workspace: Path, stage: str) -> dict[str, str]:
