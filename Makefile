@@ -8,7 +8,7 @@ UI_PORT ?= 5000
 SERVE_PORT ?= 5001
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock repro smoke test test-slow test-all lint deps docs docs-serve ui tensorboard compare serve server server-stop remote bench bench-chapter clean
+.PHONY: help install lock repro smoke test test-slow test-all lint deps docs docs-serve ui tensorboard compare serve server server-stop remote bench bench-chapter bench-resume bench-export bench-search clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml requirements.lock
 install: $(STAMP) ## create .venv with exactly requirements.lock, and imgclf (editable)
 
 lock: $(STAMP) ## re-resolve requirements.lock from pyproject.toml (every platform, Python 3.11), then reinstall
-	$(BIN)/uv pip compile -q pyproject.toml --extra dev --universal --generate-hashes --python-version 3.11 \
+	$(BIN)/uv pip compile -q pyproject.toml --all-extras --universal --generate-hashes --python-version 3.11 \
 		-o requirements.lock
 	$(MAKE) install
 
@@ -81,14 +81,15 @@ serve: $(STAMP) ## serve models:/imgclf@champion (the report's best model) on ht
 # docs/team.md first).
 SERVER_HOST ?= 127.0.0.1
 STATE ?= .team
-server: $(STAMP) ## team tracking server on http://127.0.0.1:5002: PostgreSQL backend, S3 artifacts (AUTH=1, SERVER_HOST=..., STATE=...)
-	$(RUN) python -m imgclf server --host $(SERVER_HOST) --state $(STATE) $(if $(filter 1,$(AUTH)),--auth,)
+server: $(STAMP) ## team tracking server on http://127.0.0.1:5002: PostgreSQL, artifacts on this disk (AUTH=1, SERVER_HOST=, TLS_CERT=, TLS_KEY=, ARTIFACTS=s3://..., STATE=)
+	$(RUN) python -m imgclf server --host $(SERVER_HOST) --state $(STATE) $(if $(filter 1,$(AUTH)),--auth,) \
+		$(if $(TLS_CERT),--tls-cert $(TLS_CERT) --tls-key $(TLS_KEY),) $(if $(ARTIFACTS),--artifacts $(ARTIFACTS),)
 
 server-stop: $(STAMP) ## stop what `make server` started (STATE=...)
 	$(RUN) python -m imgclf server-stop --state $(STATE)
 
-remote: $(STAMP) ## make the team server's S3 bucket the default DVC remote (then dvc push / dvc pull; STATE=...)
-	$(RUN) python -m imgclf remote --state $(STATE)
+remote: $(STAMP) ## the team's DVC remote as the default (here: the server's store; a teammate: URL=ssh://..., KEYFILE=; or URL=s3://...)
+	$(RUN) python -m imgclf remote --state $(STATE) $(if $(URL),--url $(URL),) $(if $(KEYFILE),--keyfile $(KEYFILE),)
 
 # The documentation site: docs/generate.py writes the generated pages (params, CLI, make targets, errors,
 # results and performance tables), then MkDocs builds site/ and fails on any warning (a broken link, a
@@ -107,6 +108,15 @@ bench: $(STAMP) ## run the benchmarks, write benchmarks/results/*.json
 
 bench-chapter: $(STAMP) ## the chapter workload stage by stage, float32 and bf16 (~30 min), into the summary
 	$(RUN) python benchmarks/run_all.py --only chapter
+
+bench-resume: $(STAMP) ## the chapter workload's finetune killed in its last epoch: finished resumed vs from the start (~12 min)
+	$(RUN) python benchmarks/run_all.py --only resume
+
+bench-export: $(STAMP) ## a fresh clone's dvc repro with every model stage exported (TFLite, ONNX): the champion's targets (~15 min)
+	$(RUN) python benchmarks/run_all.py --only export
+
+bench-search: $(STAMP) ## TPE against a grid of the same budget on the offline default: best accuracy after N trials (~30 min)
+	$(RUN) python benchmarks/run_all.py --only search
 
 clean: ## remove pipeline outputs (not the MLflow store)
 	rm -rf data models metrics plots reports/*.png logs site

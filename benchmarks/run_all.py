@@ -2,6 +2,8 @@
 
     python benchmarks/run_all.py                       # all but chapter (`make bench`)
     python benchmarks/run_all.py --only chapter        # the chapter workload (`make bench-chapter`)
+    python benchmarks/run_all.py --only resume         # a killed finetune resumed (`make bench-resume`)
+    python benchmarks/run_all.py --only search         # TPE against a grid of the same budget (`make bench-search`)
     python benchmarks/run_all.py --only input_pipeline,backbone
     python benchmarks/run_all.py --summary-only        # rebuild the table from results/*.json
     python benchmarks/run_all.py --wait-quiet 600      # before each one, wait (up to 600 s) for a
@@ -35,12 +37,19 @@ BENCHMARKS: dict[str, list[str]] = {
     "own_images": ["own_images.py"],
     "inference": ["inference.py"],
     "dvc_status": ["dvc_status.py", "--repeats", "1"],  # benchmarks/dvc_status.py, another owner's
+    "team_restart": ["team_restart.py"],
     "end_to_end": ["end_to_end.py"],
     "dvc_overhead": ["dvc_overhead.py", "--repeats", "3"],
     # Not in the default set (`make bench-chapter`): two whole dvc repro of the chapter workload, ~30 min.
     "chapter": ["chapter.py"],
+    # Nor this (`make bench-resume`): the chapter workload's finetune run, killed and resumed, ~12 min.
+    "resume": ["resume.py"],
+    # Nor this (`make bench-export`): a fresh clone's dvc repro with every model stage exported, ~15 min.
+    "export": ["export.py"],
+    # Nor this (`make bench-search`): TPE against a grid of the same budget on the offline default, ~30 min.
+    "search": ["search.py"],
 }
-DEFAULT = [name for name in BENCHMARKS if name != "chapter"]
+DEFAULT = [name for name in BENCHMARKS if name not in ("chapter", "resume", "export", "search")]
 QUIET_LOAD = 0.7
 
 
@@ -220,6 +229,44 @@ def summary_rows() -> list[tuple[str, str, str, str, str]]:
                      "within 20 %", _mark(check["pass_split_rss_flat"])))
         rows.append(("own_images", f"no-op dvc repro, {max(data['images']):,}-file data.path",
                      f"{data['noop']['noop_median_s']:.2f} s", "<= 3 s", _mark(check["pass_noop_repro"])))
+    data = _load("team_restart")
+    if data:
+        before = _load("team_restart_moto")  # the same script against the earlier, moto-backed server (--source)
+        rows.append(("team_restart", f"make server restart, {data['runs']} runs logged (1 MiB artifact each)",
+                     f"{data['restart_s']:.1f} s, {data['restart_rss_mib']} MiB"
+                     + (f" (moto-backed store before: {before['restart_s']:.1f} s, {before['restart_rss_mib']} MiB)"
+                        if before else ""), "", ""))
+    data = _load("resume")
+    if data:
+        rows.append(("resume", f"chapter finetune ({data['workload']['finetune.epochs']} epochs) killed halfway through "
+                     "its last: finish resumed / from the start",
+                     f"{data['resumed_s']:.0f} s / {data['full_s']:.0f} s = {data['resumed_over_full']:.2f}",
+                     f"<= {data['targets']['resumed_over_full_max']}", _mark(data["checks"]["pass_resumed_over_full"])))
+        rows.append(("resume", "resumed outputs byte-identical to an uninterrupted run's", str(data["outputs_identical"]),
+                     "True", _mark(data["checks"]["pass_identical"])))
+        if "control_identical" in data:
+            rows.append(("resume", "control: two uninterrupted runs byte-identical", str(data["control_identical"]),
+                         "True", _mark(data["checks"]["pass_control_identical"])))
+    data = _load("export")
+    if data:
+        targets, checks = data["targets"], data["checks"]
+        rows.append(("export", f"champion ({data['champion']}) full-integer int8 TFLite size / .keras size",
+                     f"{data['champion_int8_size_x_keras']:.3f}", f"<= {targets['int8_size_x_keras_max']}",
+                     _mark(checks["pass_int8_size"])))
+        rows.append(("export", "champion int8 test accuracy below Keras'", f"{data['champion_int8_accuracy_drop']:.4f}",
+                     f"<= {targets['int8_accuracy_drop_max']}", _mark(checks["pass_int8_accuracy"])))
+        rows.append(("export", "champion ONNX agreement with Keras' test labels", f"{data['champion_onnx_agreement']:.4f}",
+                     f">= {targets['onnx_agreement_min']}", _mark(checks["pass_onnx_agreement"])))
+        rows.append(("export", "champion batch-1 latency / Keras'", ", ".join(
+            f"{name} {ratio:.2f}" for name, ratio in data["champion_latency_x_keras"].items() if name != "keras"),
+            "reported", ""))
+    data = _load("search")
+    if data:
+        grid, tpe = data["grid"], data["tpe"]
+        rows.append(("search", f"best baseline accuracy after {data['trials']} trials: TPE / a grid of the same budget "
+                     f"(one seed)", f"{tpe['best_so_far'][-1]:.4f} / {grid['best_so_far'][-1]:.4f}", "reported", ""))
+        rows.append(("search", "wall time: TPE / grid", f"{tpe['seconds']:.0f} s / {grid['seconds']:.0f} s "
+                     f"({tpe['pruned']} trials pruned)", "reported", ""))
     data = _load("inference")
     if data:
         rows.append(("inference", "load average (1 min) before / after", _loads(data), "< 0.7", ""))

@@ -241,11 +241,11 @@ def _errors() -> list[tuple[str, str]]:
 
 
 COMMAND_MODULES = {  # modules no stage imports: the command that reaches them
-    "imgclf.cli": "compare, sweep (python -m imgclf)",
+    "imgclf.cli": "compare, sweep, search (python -m imgclf)",
     "imgclf.inference.predict": "predict",
     "imgclf.inference.serving": "serve",
     "imgclf.team": "server, server-stop, remote (make server, make remote)",
-    "imgclf.sweep": "sweep",
+    "imgclf.sweep": "sweep, search",
     "imgclf.tracking": "every stage that logs to MLflow, report, compare, serve",
 }
 
@@ -335,6 +335,83 @@ def repro_time_block() -> str:
             f"{_machine_line(data)}.\n")
 
 
+def inspect_time_block() -> str:
+    data = json.loads((ROOT / "benchmarks" / "results" / "own_images.json").read_text(encoding="utf-8"))
+    runs = {int(images): run["inspect"] for images, run in data["runs"].items() if "inspect" in run}
+    if not runs:
+        return "Not measured yet.\n"
+    images = max(runs)
+    return (f"On a folder of {images:,} files it took {runs[images]['seconds']:.1f} s with a peak RSS of "
+            f"{runs[images]['peak_rss_mib']:.0f} MiB, measured on {_machine_line(data)} "
+            f"(`benchmarks/own_images.py`).\n")
+
+
+def resume_time_block() -> str:
+    path = ROOT / "benchmarks" / "results" / "resume.json"
+    if not path.is_file():
+        return "Not measured yet (`make bench-resume`).\n"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    epochs = data["workload"]["finetune.epochs"]
+    return (f"On the chapter's workload (2,000 training photos at 150×150, `finetune.epochs: {epochs}`), finetune "
+            f"killed halfway through its last epoch finished in {data['resumed_s']:.0f} s resumed, against "
+            f"{data['full_s']:.0f} s from the start ({data['resumed_over_full']:.2f}×), with outputs "
+            f"{'byte-identical' if data['outputs_identical'] else 'NOT identical'} to an uninterrupted run's; its "
+            f"checkpoint was {data['checkpoint_mib']:.0f} MiB. Measured on {_machine_line(data)} "
+            f"(`make bench-resume`).\n")
+
+
+def export_block() -> str:
+    path = ROOT / "benchmarks" / "results" / "export.json"
+    if not path.is_file():
+        return "Not measured yet (`make bench-export`).\n"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    lines = ["| stage | format | size | × .keras | accuracy | agreement | latency (median / p95) | × Keras | images/s | peak RSS |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in data["rows"]:
+        if row.get("error"):
+            lines.append(f"| `{row['stage']}` | {row['format']} | not exported: {row['error']} |||||||| ")
+            continue
+        agreement = "" if row["agreement"] is None else f"{row['agreement']:.3f}"
+        lines.append(f"| `{row['stage']}` | {row['format']} | {row['size_mb']:.2f} MB | {row['size_x_keras']:.2f} | "
+                     f"{row['accuracy']:.3f} | {agreement} | {row['latency_ms']:.2f} / {row['latency_p95_ms']:.2f} ms | "
+                     f"{row['latency_x_keras']:.2f} | {row['images_per_s']:,.0f} | {row['peak_rss_mb']:.0f} MiB |")
+    checks, targets = data["checks"], data["targets"]
+    verdict = "met" if all(checks.values()) else "NOT met"
+    lines += ["", f"{data['workload'].capitalize()}, {data['test_images']:,} test images. Targets on the champion "
+              f"(`{data['champion']}`), {verdict}: full-integer int8 at most {targets['int8_size_x_keras_max']}× its "
+              f".keras size ({data['champion_int8_size_x_keras']:.3f}×) and within "
+              f"{targets['int8_accuracy_drop_max'] * 100:.0f} point of its test accuracy "
+              f"({data['champion_int8_accuracy_drop'] * 100:.1f} points below); ONNX agreeing with Keras on at least "
+              f"{targets['onnx_agreement_min'] * 100:.1f} % of the test labels ({data['champion_onnx_agreement'] * 100:.1f} %). "
+              f"Measured on {_machine_line(data)} (`make bench-export`)."]
+    return "\n".join(lines) + "\n"
+
+
+def search_block() -> str:
+    path = ROOT / "benchmarks" / "results" / "search.json"
+    if not path.is_file():
+        return "Not measured yet (`make bench-search`).\n"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    grid, tpe = data["grid"], data["tpe"]
+
+    def cell(value) -> str:
+        return "" if value is None else f"{value:.4f}"
+
+    lines = ["| after trial | grid: best so far | TPE: best so far | TPE: this trial |", "|---|---|---|---|"]
+    for index in range(data["trials"]):
+        value = tpe["values"][index] if index < len(tpe["values"]) else None
+        lines.append(f"| {index + 1} | {cell(grid['best_so_far'][index])} | {cell(tpe['best_so_far'][index])} | "
+                     f"{cell(value) or 'pruned'} |")
+    lines += ["", f"{data['workload'][0].upper()}{data['workload'][1:]}; {data['trials']} trials each, {data['jobs']} "
+              f"at a time, one seed ({data['seed']}) and one run — a figure for this workload, not a general ranking. "
+              f"The grid: learning rates {', '.join(map(str, grid['learning_rates']))} × dropouts "
+              f"{', '.join(map(str, grid['dropouts']))}, {grid['seconds']:.0f} s. TPE: "
+              f"{', '.join(f'`{key}={value}`' for key, value in tpe['space'].items())}, {tpe['startup_trials']} random "
+              f"trials first, {tpe['pruned']} trial(s) pruned, {tpe['seconds']:.0f} s. Trials in the order they finished. "
+              f"Measured on {_machine_line(data)} (`make bench-search`)."]
+    return "\n".join(lines) + "\n"
+
+
 def benchmarks_block() -> str:
     run_all = _benchmarks()
     machines: dict[str, list[str]] = {}
@@ -371,6 +448,10 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "repro-time": repro_time_block,
     "benchmarks": benchmarks_block,
     "chapter": chapter_block,
+    "inspect-time": inspect_time_block,
+    "resume-time": resume_time_block,
+    "export": export_block,
+    "search": search_block,
 }
 
 

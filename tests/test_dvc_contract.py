@@ -105,3 +105,19 @@ def test_deps_follow_every_import_but_the_tracking_view_and_empty_packages(tmp_p
         (tmp_path / name).write_text(text)
     assert deps.imports(tmp_path, ["probe"]) == {"probe": [
         "stages/probe.py", "src/imgclf/a/__init__.py", "src/imgclf/a/b.py", "src/imgclf/c.py"]}
+
+
+def test_the_stage_list_names_each_model_and_features_stage_data_deps():
+    """imgclf.training.checkpoint keys a stage's checkpoint by these inputs: they must be dvc.yaml's own."""
+    for name, entry in dvc_stages().items():
+        stage = stages.get(name)
+        if stage.kind in ("model", "features"):
+            data_deps = [dep for dep in entry["deps"] if not dep.endswith(".py")]
+            assert data_deps == list(stage.inputs), name
+
+
+def test_checkpoint_frequency_is_no_stage_dep():
+    """How often a stage saves its state never changes what it outputs: changing it re-runs nothing."""
+    for name, entry in dvc_stages().items():
+        names = entry_names(entry.get("params"))
+        assert "train" not in names and "train.checkpoint" not in names, name

@@ -161,7 +161,7 @@ def test_predict_bad_arguments_exit_2(arguments, message, tiny_training, run_sta
     (3, 1, 10.0, 3),  # at most `most`
 ])
 def test_timed_calls_stop_before_a_call_would_end_past_the_budget(most, least, budget_s, expected) -> None:
-    from imgclf.inference.classifier import _timed_calls
+    from imgclf.inference.measure import timed_calls as _timed_calls
 
     now = [0.0]  # a clock that only the calls advance, 0.1 s each: the rule, not the machine's timing
 

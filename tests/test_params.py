@@ -124,3 +124,14 @@ def test_flatten_names_params_like_mlflow(write_params) -> None:
     assert flat["data.source"] == "mnist-sample"
     assert flat["image.size"] == [28, 28]  # resolved, as a list
     assert all(not isinstance(value, dict) for value in flat.values())
+
+
+def test_what_dvc_writes_for_a_small_number_is_a_number(workspace: Path) -> None:
+    """`dvc exp run -S perceptron.learning_rate=1e-7` writes `1e-07` (YAML 1.2); YAML 1.1 would read a string."""
+    from dvc.utils.hydra import apply_overrides
+
+    apply_overrides(workspace / "params.yaml", ["perceptron.learning_rate=1e-7", "augmentation.horizontal_flip=true"])
+    assert "learning_rate: 1e-07" in (workspace / "params.yaml").read_text()
+    loaded = params.load(workspace / "params.yaml")
+    assert loaded.perceptron.learning_rate == 1e-07
+    assert loaded.augmentation.horizontal_flip is True  # a bool choice takes a bool

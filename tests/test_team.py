@@ -1,5 +1,6 @@
-"""A team's setup, for real: PostgreSQL + moto's S3 endpoint + the MLflow tracking server started by the
-project's own `python -m imgclf server`, the pipeline logging to it, an S3 DVC remote, migrate-store."""
+"""A team's setup, for real: PostgreSQL + the MLflow tracking server (artifacts proxied to its disk) started by the
+project's own `python -m imgclf server`, the pipeline logging to it, its DVC store as the remote, migrate-store.
+Across machines (network namespaces, SSH, HTTPS): tests/test_team_hosts.py."""
 
 from __future__ import annotations
 
@@ -49,13 +50,13 @@ def pipeline(team, tmp_path_factory):
     return project
 
 
-def test_every_stage_logs_to_the_server_and_models_land_in_the_bucket(team, pipeline):
+def test_every_stage_logs_to_the_server_and_models_land_on_its_disk(team, pipeline):
     runs = runs_in(team, "team-pipeline")
     assert sorted(r.data.tags["dvc.stage"] for r in runs) == sorted(ALL_STAGES)
     assert {r.info.status for r in runs} == {"FINISHED"}
     assert len({r.data.tags["imgclf.pipeline_id"] for r in runs}) == 1
     client = client_of(team)
-    keys = team.bucket_keys()
+    keys = team.artifact_files()
     for r in runs:
         assert r.info.artifact_uri.startswith("mlflow-artifacts:/"), r.info.artifact_uri  # proxied, no S3 keys
         if r.data.tags["dvc.stage"] in MODEL_STAGES:
@@ -66,9 +67,8 @@ def test_every_stage_logs_to_the_server_and_models_land_in_the_bucket(team, pipe
             assert client.get_logged_model(model_id).source_run_id == r.info.run_id
     champion = client.get_model_version_by_alias("imgclf", "champion")
     assert champion.run_id in {r.info.run_id for r in runs}
-    # Nothing secret went to MLflow: no tag or param holds the database password or the S3 secret key.
-    secrets = [(team.state / "postgres.password").read_text().strip(),
-               json.loads((team.state / "s3.credentials").read_text())["secret_access_key"]]
+    # Nothing secret went to MLflow: no tag or param holds the database password.
+    secrets = [(team.state / "postgres.password").read_text().strip()]
     logged = json.dumps([[r.data.tags, r.data.params] for r in runs])
     assert not any(secret in logged for secret in secrets)
     assert not any(secret in (team.state / "run" / "mlflow.log").read_text() for secret in secrets)
@@ -76,12 +76,11 @@ def test_every_stage_logs_to_the_server_and_models_land_in_the_bucket(team, pipe
 
 def test_push_then_pull_into_a_fresh_clone_gives_a_clean_workspace(team, pipeline, tmp_path):
     configured = run([sys.executable, "-m", "imgclf", "remote", "--state", str(team.state)], pipeline).stdout
-    assert "team = s3://imgclf/dvc" in configured
+    assert f"team = {team.state / 'dvc'} (default)" in configured
     run(["git", "add", "-A"], pipeline)  # dvc.lock, the outputs' .gitignore files, metrics, .dvc/config
     run(["git", "commit", "-qm", "pipeline results, team remote"], pipeline)
-    assert "secret_access_key" not in run(["git", "show", "HEAD:.dvc/config"], pipeline).stdout
     run(["dvc", "push"], pipeline)
-    assert any(key.startswith("dvc/files/md5/") for key in team.bucket_keys())
+    assert any(key.startswith("files/md5/") for key in team.dvc_objects())
 
     clone = tmp_path / "clone"
     run(["git", "clone", "-q", str(pipeline), str(clone)], tmp_path)
@@ -172,13 +171,15 @@ def test_server_killed_mid_stage_fails_fast_then_repro_completes_after_a_restart
     assert "baseline" not in lock["stages"]  # nothing of the failed stage was committed
     team.process.wait(timeout=120)  # the supervisor saw its tracking server die and stopped the rest
 
-    team.start()  # same state: PostgreSQL's runs and the bucket's artifacts are still there
+    team.start()  # same state: PostgreSQL's runs and the artifacts on its disk are still there
     split = before["split"]
     assert client_of(team).get_run(split.info.run_id).info.status == "FINISHED"
     assert sorted(a.path for a in client_of(team).list_artifacts(split.info.run_id))
     run(["dvc", "repro"], project, env=env)
+    # baseline resumed from its checkpoint, in the run the lost server left open: one run, finished
     baselines = [r for r in runs_in(team, "team-killed") if r.data.tags["dvc.stage"] == "baseline"]
-    assert sorted(r.info.status for r in baselines) == ["FINISHED", "KILLED"]
+    assert [r.info.status for r in baselines] == ["FINISHED"]
+    assert baselines[0].info.run_id == before["baseline"].info.run_id
     assert "up to date" in run(["dvc", "status"], project).stdout
 
 

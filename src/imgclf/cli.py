@@ -1,6 +1,7 @@
-"""`python -m imgclf inspect | compare | predict | explain | serve | server | server-stop | remote | migrate-store | sweep | deps`:
+"""`python -m imgclf inspect | compare | predict | explain | serve | server | server-stop | remote | migrate-store | sweep | search | deps`:
 a look at your images, the leaderboard with the MLflow runs behind it, classifying and explaining images, serving the champion,
-a team's tracking server and DVC remote, moving a local store's runs to it, a grid of DVC experiments, the dvc.yaml deps contract."""
+a team's tracking server and DVC remote, moving a local store's runs to it, a grid of DVC experiments, an Optuna search
+whose trials are DVC experiments, the dvc.yaml deps contract."""
 
 from __future__ import annotations
 
@@ -71,7 +72,8 @@ def parser() -> argparse.ArgumentParser:
         "(exit code 1 if any failed, 2 for bad arguments).",
     )
     model_help = (f"best (the registry's champion, default), a stage ({', '.join(stages.MODEL_STAGES)}: "
-                  f"models/<stage>/), or an MLflow model URI")
+                  f"models/<stage>/), an MLflow model URI, or a model file (models/export/<stage>/int8.tflite, "
+                  f"model.onnx, saved_model/) with its classifier.json beside it")
     _image_arguments(classify, model_help)
     classify.add_argument("--top-k", type=int, default=1, help="labels per image, best first (default 1)")
     classify.add_argument("--format", choices=PREDICT_FORMATS, default="table")
@@ -86,40 +88,46 @@ def parser() -> argparse.ArgumentParser:
     why.add_argument("--out", type=Path, default=Path("explained"), help="folder for the overlays (default explained/)")
     why.add_argument("--top-k", type=int, default=3)
     serve = commands.add_parser(
-        "serve", help="serve models:/<mlflow.registered_model>@champion over REST (mlflow models serve)",
+        "serve", help="serve models:/<mlflow.registered_model>@champion, or an exported file, over REST (mlflow models serve)",
         description="POST /invocations with {\"dataframe_split\": {\"columns\": [\"image\"], \"data\": "
         "[[\"<base64 image file>\"]]}}; answers label, probability and one column per class per row.",
     )
+    serve.add_argument("--model", default="best", help="best (the registry's champion, default) or a model file: "
+                       "models/export/<stage>/int8.tflite, model.onnx, saved_model/, or a .keras file, with its "
+                       "classifier.json beside it")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=SERVE_PORT)
     serve.add_argument("--workers", type=int, default=1, help="server processes, each with its own model copy")
     team_server = commands.add_parser(
-        "server", help="MLflow tracking server on PostgreSQL with S3 artifacts, for a team (foreground)",
-        description="Starts PostgreSQL (a cluster in the state folder, made on first use), an S3-compatible "
-        "endpoint (moto on 127.0.0.1, unless --s3-endpoint) and `mlflow server` proxying artifacts to "
-        "s3://<bucket>/mlflow. Ctrl-C or `server-stop` stops all of it; runs and artifacts survive a restart.",
+        "server", help="MLflow tracking server on PostgreSQL with proxied artifacts, for a team (foreground)",
+        description="Starts PostgreSQL (a cluster in the state folder, made on first use, on 127.0.0.1) and "
+        "`mlflow server` proxying artifacts to <state>/artifacts (or --artifacts s3://... / gs://...); <state>/dvc is "
+        "the team's DVC store, reached over SSH. Beyond loopback only with --auth and TLS. Ctrl-C or `server-stop` "
+        "stops all of it; runs, artifacts and DVC objects survive a restart.",
     )
     team_server.add_argument("--host", default=team.LOOPBACK, help="address to bind (default 127.0.0.1: this "
-                      "machine only; a team address exposes every run: add --auth)")
+                             "machine only; any other needs --auth and --tls-cert/--tls-key)")
     team_server.add_argument("--port", type=int, default=team.TRACKING_PORT, help="tracking server port")
     team_server.add_argument("--pg-port", type=int, default=team.POSTGRES_PORT, help="PostgreSQL port (127.0.0.1)")
-    team_server.add_argument("--s3-port", type=int, default=team.S3_PORT, help="local S3 endpoint port (127.0.0.1)")
-    team_server.add_argument("--s3-endpoint", help="an existing S3-compatible endpoint instead of the local one "
-                      "(credentials from the AWS environment/profile)")
-    team_server.add_argument("--bucket", default=team.BUCKET)
+    team_server.add_argument("--artifacts", help="the team's bucket, s3://<bucket>/<path> or gs://<bucket>/<path> "
+                             "(the credentials of whoever starts the server; default: <state>/artifacts on this disk)")
     team_server.add_argument("--auth", action="store_true", help="MLflow's basic-auth app: user admin, password "
-                      "generated into <state>/admin.password")
+                             "generated into <state>/admin.password")
+    team_server.add_argument("--tls-cert", type=Path, help="PEM certificate for the server's name or address (HTTPS)")
+    team_server.add_argument("--tls-key", type=Path, help="its PEM private key")
     team_server.add_argument("--workers", type=int, default=2, help="tracking server processes")
     team_server.add_argument("--state", type=Path, default=paths.TEAM_DIR, help=f"state folder (default {paths.TEAM_DIR})")
     team_stop = commands.add_parser("server-stop", help="stop the team server started by `server`")
     team_stop.add_argument("--state", type=Path, default=paths.TEAM_DIR)
     dvc_remote = commands.add_parser(
-        "remote", help="make an S3-compatible bucket the project's default DVC remote",
-        description="The URL goes to .dvc/config (commit it); the endpoint and the local endpoint's key pair "
-        "to .dvc/config.local, which DVC keeps out of git.")
+        "remote", help="make the team's DVC store (over SSH) or bucket the project's default DVC remote",
+        description="The URL goes to .dvc/config (commit it); your user, port, key file or endpoint to "
+        ".dvc/config.local, which DVC keeps out of git. No secret is written.")
     dvc_remote.add_argument("--name", default=team.REMOTE)
-    dvc_remote.add_argument("--url", help="s3://<bucket>/<path> (default: s3://<server bucket>/dvc)")
-    dvc_remote.add_argument("--endpoint", help="S3 endpoint URL (default: the team server's, from --state)")
+    dvc_remote.add_argument("--url", help="ssh://[user@]host[:port]/path (what `server` prints), s3://<bucket>/<path>, "
+                            "gs://<bucket>/<path> or a folder (default: the team server's store, from --state)")
+    dvc_remote.add_argument("--keyfile", help="your SSH private key for an ssh:// remote (default: ssh-agent, ~/.ssh)")
+    dvc_remote.add_argument("--endpoint", help="an S3-compatible endpoint URL for an s3:// remote")
     dvc_remote.add_argument("--state", type=Path, default=paths.TEAM_DIR)
     move = commands.add_parser("migrate-store", help="copy the local store's runs to a tracking server "
                                "(idempotent)", description="Params, metrics with their steps, tags, times, status, artifacts and logged "
@@ -137,12 +145,33 @@ def parser() -> argparse.ArgumentParser:
     grid.add_argument("-S", "--set-param", dest="overrides", action="append", default=[], metavar="KEY=V1,V2",
                       help="a params.yaml override or sweep (repeatable)")
     grid.add_argument("--name", default="sweep", help="experiment name prefix (default sweep: sweep-1, sweep-2, ...)")
-    grid.add_argument("--jobs", "-j", type=int, default=1, help="experiments at a time (DVC queue workers)")
-    grid.add_argument("--ray", metavar="ADDRESS", help="run on the Ray cluster at ADDRESS (host:port of its head)")
-    grid.add_argument("--num-cpus", type=float, default=1.0, help="with --ray: CPUs each experiment reserves (1)")
-    grid.add_argument("--num-gpus", type=float, default=0.0, help="with --ray: GPUs each experiment reserves (0)")
-    grid.add_argument("--max-retries", type=int, default=2,
-                      help="with --ray: times Ray reruns an experiment whose node or worker died (2)")
+    _run_arguments(grid)
+    study = commands.add_parser(
+        "search", help="search the -S space with Optuna (TPE, median pruning); every trial a DVC experiment",
+        description="Optuna's TPE sampler picks each trial's values from the space (-S key=uniform(a,b) | "
+        "loguniform(a,b) | int(a,b) | choice(v1,v2,...) | value); each trial runs as `dvc exp run -n <name>-<trial> "
+        "-S ... <stage>` on this host's DVC queue (--jobs) or a Ray cluster (--ray), its --objective is read from "
+        "the experiment's metrics and told back. The objective's stage reports its validation metric each epoch and "
+        "stops when the median pruner says so. The study persists (--storage): the same command again resumes it. "
+        "A table best first, the best trial's `dvc exp apply` line, reports/search/<name>/ (trials, "
+        "optimization history, parameter importances) and an MLflow run with each trial's pipeline run beneath.")
+    study.add_argument("-S", "--set-param", dest="overrides", action="append", default=[], metavar="KEY=DIST",
+                       help="a dimension of the space, or a fixed value (repeatable)")
+    study.add_argument("--objective", required=True, help="<stage>.<metric> of metrics/<stage>.json (baseline.accuracy)")
+    study.add_argument("--direction", default="auto",
+                       help="maximize | minimize | auto (minimize loss and sizes, maximize the rest; default)")
+    study.add_argument("--trials", type=int, default=20, help="trials the study runs in all, resumes included (20)")
+    study.add_argument("--name", default="search", help="the study's name and experiment prefix (search: search-0, ...)")
+    study.add_argument("--storage", help="the study's RDB URL (default: sqlite:///<project>/search.db; or "
+                       "$IMGCLF_SEARCH_STORAGE, e.g. the team's postgresql+psycopg://...)")
+    study.add_argument("--seed", type=int, help="the sampler's seed (default: params.yaml's seed)")
+    study.add_argument("--startup-trials", type=int, default=4, help="random trials before TPE models the space (4)")
+    study.add_argument("--pruner", default="median", help="median (Optuna's MedianPruner) | none")
+    study.add_argument("--prune-after", type=int, default=2,
+                       help="complete trials the median pruner waits for before it prunes (2)")
+    study.add_argument("--enqueue", action="append", default=[], metavar="'KEY=V KEY=V'",
+                       help="a trial with these values, run before the sampler's (repeatable; e.g. today's params)")
+    _run_arguments(study)
     code_deps = commands.add_parser(
         "deps", help="print each stage's code deps from its imports; exit 1 if dvc.yaml differs",
         description=deps.__doc__,
@@ -150,6 +179,16 @@ def parser() -> argparse.ArgumentParser:
     code_deps.add_argument("--write", action="store_true", help="rewrite the deps lists in dvc.yaml")
     code_deps.add_argument("--root", type=Path, default=Path("."), help="project root (default: .)")
     return main
+
+
+def _run_arguments(command: argparse.ArgumentParser) -> None:
+    """Where sweep's and search's experiments run: this host's DVC queue, or a Ray cluster."""
+    command.add_argument("--jobs", "-j", type=int, default=1, help="experiments at a time (DVC queue workers)")
+    command.add_argument("--ray", metavar="ADDRESS", help="run on the Ray cluster at ADDRESS (host:port of its head)")
+    command.add_argument("--num-cpus", type=float, default=1.0, help="with --ray: CPUs each experiment reserves (1)")
+    command.add_argument("--num-gpus", type=float, default=0.0, help="with --ray: GPUs each experiment reserves (0)")
+    command.add_argument("--max-retries", type=int, default=2,
+                         help="with --ray: times Ray reruns an experiment whose node or worker died (2)")
 
 
 def compare(args: argparse.Namespace) -> str:
@@ -189,19 +228,50 @@ def compare(args: argparse.Namespace) -> str:
 
 
 def serve(args: argparse.Namespace) -> None:
-    """Exec `mlflow models serve` of the champion (checked to exist first), in this environment."""
-    uri = store.tracking_uri()
-    name = _mlflow_setting("registered_model")
-    version = registry.champion(store.client(uri), name, store.display_uri(uri))
+    """Exec `mlflow models serve` of the champion (checked to exist first) or of a model file, in this environment."""
     bin_dir = str(Path(sys.executable).parent)
-    print(f"serve: {registry.champion_uri(name)} = version {version.version} ({version.tags.get('stage', '?')}) "
+    if args.model == "best":
+        uri = store.tracking_uri()
+        name = _mlflow_setting("registered_model")
+        version = registry.champion(store.client(uri), name, store.display_uri(uri))
+        model_uri, described = registry.champion_uri(name), f"version {version.version} ({version.tags.get('stage', '?')})"
+        os.environ["MLFLOW_TRACKING_URI"] = uri  # the store the champion is in
+    else:
+        model_uri, described = _served_file(Path(args.model)), args.model
+    print(f"serve: {model_uri if args.model == 'best' else args.model} = {described} "
           f"on http://{args.host}:{args.port}/invocations", file=sys.stderr, flush=True)
-    os.environ["MLFLOW_TRACKING_URI"] = uri  # the store the champion is in
     # The server runs `uvicorn` by name: this environment's, even when its bin is not on PATH.
     os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
-    command = [os.path.join(bin_dir, "mlflow"), "models", "serve", "-m", registry.champion_uri(name),
+    command = [os.path.join(bin_dir, "mlflow"), "models", "serve", "-m", model_uri,
                "--env-manager", "local", "--host", args.host, "--port", str(args.port), "--workers", str(args.workers)]
     os.execv(command[0], command)
+
+
+def _served_file(path: Path) -> str:
+    """An MLflow model folder serving a model file (an export, or a .keras file) with the classifier.json beside it,
+    made once per file content in the temp folder; the file is loaded here first, so a bad one stops with one line."""
+    import hashlib
+    import tempfile
+    from importlib.metadata import version
+
+    from imgclf import atomic
+    from imgclf.inference import predict, runtimes, serving
+
+    if not runtimes.is_model_file(path):
+        raise UserError(f"--model {path}: give best or a model file ({', '.join(runtimes.SUFFIXES)}, a SavedModel folder)")
+    predict.exported(path)  # loads: not found, not a model, no classifier.json -> one line, before any server starts
+    digest = hashlib.sha256()
+    for part in sorted(path.rglob("*")) if path.is_dir() else [path]:
+        if part.is_file():
+            digest.update(part.relative_to(path).as_posix().encode() if path.is_dir() else b"")
+            digest.update(part.read_bytes())
+    digest.update((path.parent / "classifier.json").read_bytes())
+    target = Path(tempfile.gettempdir()) / f"imgclf-serve-{digest.hexdigest()[:20]}"
+    if not (target / "MLmodel").is_file():
+        requirements = [f"{name}=={version(name)}" for name in ("mlflow", "numpy", "pandas", "pillow", "imgclf")]
+        with atomic.directory(target) as folder:
+            serving.save_local(path, path.parent / "classifier.json", folder, requirements)
+    return str(target)
 
 
 def predict_command(args: argparse.Namespace) -> int:
@@ -236,21 +306,37 @@ def explain_command(args: argparse.Namespace) -> int:
     return predict.explain(args.paths, args.model, args.out, args.top_k, _mlflow_setting("registered_model"))
 
 
-def sweep_command(args: argparse.Namespace) -> int:
-    """sweep: the grid on this host's DVC queue, or on a Ray cluster."""
-    from imgclf.sweep import cluster, driver
+def _ray_settings(args: argparse.Namespace):
+    """The Ray cluster of sweep/search --ray (None: this host's DVC queue, --jobs at a time)."""
+    from imgclf.sweep import cluster
 
     if args.jobs < 1:
-        raise UserError(f"sweep --jobs {args.jobs}: use 1 or more")
-    ray = None
-    if args.ray:
-        if args.jobs != 1:
-            raise UserError("sweep: --jobs is for this host's DVC queue; with --ray the cluster's free "
-                            "resources (--num-cpus/--num-gpus per experiment) set how many run at once")
-        if args.num_cpus < 0 or args.num_gpus < 0 or args.max_retries < 0:
-            raise UserError("sweep --num-cpus/--num-gpus/--max-retries: use 0 or more")
-        ray = cluster.RaySettings(args.ray, args.num_cpus, args.num_gpus, args.max_retries)
-    return driver.sweep(args.overrides, args.name, args.jobs, ray)
+        raise UserError(f"{args.command} --jobs {args.jobs}: use 1 or more")
+    if not args.ray:
+        return None
+    if args.jobs != 1:
+        raise UserError(f"{args.command}: --jobs is for this host's DVC queue; with --ray the cluster's free "
+                        "resources (--num-cpus/--num-gpus per experiment) set how many run at once")
+    if args.num_cpus < 0 or args.num_gpus < 0 or args.max_retries < 0:
+        raise UserError(f"{args.command} --num-cpus/--num-gpus/--max-retries: use 0 or more")
+    return cluster.RaySettings(args.ray, args.num_cpus, args.num_gpus, args.max_retries)
+
+
+def sweep_command(args: argparse.Namespace) -> int:
+    """sweep: the grid on this host's DVC queue, or on a Ray cluster."""
+    from imgclf.sweep import driver
+
+    return driver.sweep(args.overrides, args.name, args.jobs, _ray_settings(args))
+
+
+def search_command(args: argparse.Namespace) -> int:
+    """search: an Optuna study whose trials are DVC experiments."""
+    from imgclf.sweep import search
+
+    return search.search(search.Settings(
+        overrides=tuple(args.overrides), objective=args.objective, direction=args.direction, trials=args.trials,
+        jobs=args.jobs, name=args.name, storage=args.storage, seed=args.seed, startup_trials=args.startup_trials,
+        pruner=args.pruner, prune_after=args.prune_after, enqueue=tuple(args.enqueue), ray=_ray_settings(args)))
 
 
 def compare_command(args: argparse.Namespace) -> int:
@@ -266,19 +352,19 @@ def serve_command(args: argparse.Namespace) -> int:
 
 
 def team_command(args: argparse.Namespace) -> int:
-    """server, server-stop, remote, migrate-store: imported here, so other commands skip boto3 and DVC."""
+    """server, server-stop, remote, migrate-store: imported here, so other commands skip MLflow's server and DVC."""
     from imgclf.team import remote, server
     from imgclf.tracking import migrate
 
     if args.command == "server":
         server.serve(server.Settings(
-            state=args.state.resolve(), host=args.host, port=args.port, pg_port=args.pg_port, s3_port=args.s3_port,
-            bucket=args.bucket, s3_endpoint=args.s3_endpoint, auth=args.auth, workers=args.workers))
+            state=args.state.resolve(), host=args.host, port=args.port, pg_port=args.pg_port, artifacts=args.artifacts,
+            auth=args.auth, tls_cert=args.tls_cert, tls_key=args.tls_key, workers=args.workers))
     elif args.command == "server-stop":
         stopped = server.stop(args.state.resolve())
         print("server-stop: " + ("stopped" if stopped else "nothing was running"), file=sys.stderr)
     elif args.command == "remote":
-        print(remote.configure(Path("."), args.state.resolve(), args.name, args.url, args.endpoint))
+        print(remote.configure(Path("."), args.state.resolve(), args.name, args.url, args.endpoint, args.keyfile))
     else:
         source = args.source or f"sqlite:///{paths.main_workspace() / paths.STORE_FILE}"
         summary = migrate.migrate(source, args.target)
@@ -295,7 +381,7 @@ def deps_command(args: argparse.Namespace) -> int:
 COMMANDS = {
     "inspect": inspect_command, "compare": compare_command, "predict": predict_command, "explain": explain_command,
     "serve": serve_command, "server": team_command, "server-stop": team_command, "remote": team_command,
-    "migrate-store": team_command, "sweep": sweep_command, "deps": deps_command,
+    "migrate-store": team_command, "sweep": sweep_command, "search": search_command, "deps": deps_command,
 }
 
 

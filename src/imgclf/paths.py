@@ -28,6 +28,10 @@ METRICS = Path("metrics")
 PLOTS = Path("plots")
 REPORTS = Path("reports")
 LOGS = Path("logs")  # TensorBoard event files: run-specific, so outside DVC; logged to MLflow
+# A training stage's state at its last epoch (imgclf.training.checkpoint): outside DVC, git-ignored,
+# removed when the stage completes.
+CHECKPOINTS = Path(".checkpoints")
+EXPORTS = MODELS / "export"  # the export stage's files: <stage>/saved_model/, *.tflite, model.onnx, classifier.json
 LATENCY_PLOT = REPORTS / "accuracy_vs_latency.png"  # run-specific (timings): outside DVC, logged to MLflow
 
 TEAM_DIR = Path(".team")  # make server's state: PostgreSQL cluster, S3 objects, secrets (git-ignored)

@@ -19,6 +19,10 @@ def wait_for_queue(project: Path, timeout_s: float = 900) -> str:
     while time.monotonic() < deadline:
         status = run(["dvc", "queue", "status"], project).stdout
         if not any(word in status for word in ("Running", "Queued")):
+            failed = [line.split()[0] for line in status.splitlines() if " Failed" in line]
+            for task in failed:  # what went wrong, beside the status table, for the assertion's message
+                logs = run(["dvc", "queue", "logs", task], project, check=False)
+                status += f"\n--- dvc queue logs {task} (tail) ---\n{(logs.stdout + logs.stderr)[-4000:]}"
             return status
         time.sleep(5)
     raise TimeoutError(f"queue still busy after {timeout_s} s:\n{status}")

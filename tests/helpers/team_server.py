@@ -1,4 +1,4 @@
-"""The team's server for tests: `python -m imgclf server` (PostgreSQL + S3 endpoint + MLflow) on free ports."""
+"""The team's server for tests: `python -m imgclf server` (PostgreSQL + MLflow, artifacts on its disk) on free ports."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-
-from imgclf.team import s3
 
 from helpers.dvc_project import project_env, run
 from helpers.servers import free_port, wait_until_up
@@ -21,7 +19,7 @@ class TeamServer:
         # pytest's tmp_path sits under a 0700 folder: PostgreSQL's own user could not enter it.
         self.state = Path(tempfile.mkdtemp(prefix="imgclf-team-")) / ".team"
         self.state.parent.chmod(0o755)
-        self.port, self.pg_port, self.s3_port = free_port(), free_port(), free_port()
+        self.port, self.pg_port = free_port(), free_port()
         self.auth = auth
         self.process: subprocess.Popen | None = None
 
@@ -31,7 +29,7 @@ class TeamServer:
 
     def start(self) -> None:
         command = [sys.executable, "-m", "imgclf", "server", "--state", str(self.state), "--port", str(self.port),
-                   "--pg-port", str(self.pg_port), "--s3-port", str(self.s3_port)] + (["--auth"] if self.auth else [])
+                   "--pg-port", str(self.pg_port)] + (["--auth"] if self.auth else [])
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                         start_new_session=True, env=project_env(), cwd=self.state.parent)
         wait_until_up(self.uri, self.process, timeout_s=240)
@@ -44,10 +42,15 @@ class TeamServer:
     def pid(self, service: str) -> int:
         return int((self.state / "run" / f"{service}.pid").read_text())
 
-    def bucket_keys(self) -> list[str]:
-        keys = s3.credentials(self.state / "s3.credentials")
-        listing = s3.client(f"http://127.0.0.1:{self.s3_port}", keys).get_paginator("list_objects_v2")
-        return [item["Key"] for page in listing.paginate(Bucket="imgclf") for item in page.get("Contents", [])]
+    def artifact_files(self) -> list[str]:
+        """The artifacts the server holds, as paths under <state>/artifacts."""
+        root = self.state / "artifacts"
+        return sorted(path.relative_to(root).as_posix() for path in root.rglob("*") if path.is_file())
+
+    def dvc_objects(self) -> list[str]:
+        """The DVC objects in the server's DVC store."""
+        root = self.state / "dvc"
+        return sorted(path.relative_to(root).as_posix() for path in root.rglob("*") if path.is_file())
 
     def remove(self) -> None:
         shutil.rmtree(self.state.parent, ignore_errors=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,19 +16,13 @@ from typing import Iterator, Mapping, Sequence
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from imgclf import atomic
 from imgclf.data.decode import ImageSpec, UnreadableImage, pixels
 from imgclf.errors import UserError
-from imgclf.inference import model_file
+from imgclf.inference import measure as measure_module
+from imgclf.inference import runtimes
 
-LATENCY_CALLS = 30  # batch-1 calls whose median is the latency (fewer within LATENCY_BUDGET_S)
-MIN_LATENCY_CALLS = 5
-LATENCY_BUDGET_S = 1.0
-THROUGHPUT_BATCH = 32
-THROUGHPUT_CALLS = 8  # (fewer within THROUGHPUT_BUDGET_S)
-THROUGHPUT_BUDGET_S = 1.0
 # Names the served model's output uses for its own columns: no class may be called so.
 RESERVED_COLUMNS = ("label", "probability")
 
@@ -56,7 +49,7 @@ def write_info(target: Path, class_names: Sequence[str], spec: ImageSpec, label_
     atomic.write_json(target, info(class_names, spec, label_heads))
 
 
-def spec_of(model: keras.Model, max_pixels: int) -> ImageSpec:
+def spec_of(model: keras.Model | runtimes.Runtime, max_pixels: int) -> ImageSpec:
     """The image spec a model's input says: (height, width, channels) uint8."""
     height, width, channels = model.input_shape[1:]
     return ImageSpec(int(height), int(width), int(channels), int(max_pixels))
@@ -72,39 +65,39 @@ class Outcome:
 
 
 class Classifier:
-    """model.keras and its class names: batches of uint8 images, files or bytes -> probabilities.
+    """A model (model.keras, or an exported file in its runtime) and its class names: batches of uint8 images,
+    files or bytes -> probabilities.
 
     With several heads (label columns) the probabilities are the heads' side by side: `groups` says which
     columns of them belong to which head."""
 
-    def __init__(self, model: keras.Model, class_names: Sequence[str], max_pixels: int, label_heads: LabelHeads | None = None):
-        if model.input.dtype != "uint8" or len(model.input_shape) != 4:
-            raise UserError(f"model {model.name}: takes {model.input.dtype} {model.input_shape}, not uint8 images: "
+    def __init__(self, model: keras.Model | runtimes.Runtime, class_names: Sequence[str], max_pixels: int,
+                 label_heads: LabelHeads | None = None):
+        runtime = model if isinstance(model, runtimes.Runtime) else runtimes.KerasRuntime(model)
+        if runtime.input_dtype != "uint8" or len(runtime.input_shape) != 4:
+            raise UserError(f"model {runtime.name}: takes {runtime.input_dtype} {runtime.input_shape}, not uint8 images: "
                             f"re-run the stage that made it (dvc repro)")
         self.label_heads = {column: tuple(names) for column, names in (label_heads or {}).items()}
         outputs = sum(len(names) for names in self.label_heads.values()) if self.label_heads else len(class_names)
-        if int(model.output_shape[-1]) != outputs:
-            raise UserError(f"model {model.name}: {model.output_shape[-1]} outputs for {outputs} class names")
+        if runtime.outputs != outputs:
+            raise UserError(f"model {runtime.name}: {runtime.outputs} outputs for {outputs} class names")
         clash = sorted(set(class_names) & set(RESERVED_COLUMNS)) if not self.label_heads else []
         if clash:
             raise UserError(f"class names {clash}: reserved for the served model's own columns: rename those classes")
-        self.model = model
+        self.runtime = runtime
+        self.model = runtime.model  # the keras.Model (Grad-CAM needs one); None for an exported file
         self.class_names = tuple(class_names)
-        self.spec = spec_of(model, max_pixels)
-        signature = tf.TensorSpec((None, self.spec.height, self.spec.width, self.spec.channels), tf.uint8)
-        # One traced function: thread-safe, no per-call Keras predict() overhead.
-        self._forward = tf.function(lambda images: tf.cast(model(images, training=False), tf.float32),
-                                    input_signature=[signature])
+        self.spec = spec_of(runtime, max_pixels)
 
     @classmethod
     def load(cls, model_path: Path, info_path: Path, missing_hint: str) -> Classifier:
-        """model.keras (safe_mode) and its classifier.json."""
-        model = model_file.load(model_path, missing_hint)
+        """A model file (model.keras with safe_mode, or an export: imgclf.inference.runtimes) and its classifier.json."""
+        runtime = runtimes.open_file(Path(model_path), missing_hint)
         if not Path(info_path).is_file():
-            raise UserError(f"{info_path}: not found: {missing_hint}")
+            raise UserError(f"{info_path}: not found: {missing_hint or 'the class names go beside the model file'}")
         described = json.loads(Path(info_path).read_text())
         label_heads = {head["column"]: head["class_names"] for head in described.get("heads", [])}
-        return cls(model, described["class_names"], described["max_image_pixels"], label_heads)
+        return cls(runtime, described["class_names"], described["max_image_pixels"], label_heads)
 
     def groups(self) -> list[tuple[str | None, tuple[str, ...], slice]]:
         """(head's column, or None for a one-head model; its class names; its slice of the probabilities)."""
@@ -118,7 +111,7 @@ class Classifier:
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """(N, classes) float32 probabilities of a uint8 batch (N, height, width, channels)."""
-        return self._forward(tf.convert_to_tensor(images, tf.uint8)).numpy()
+        return self.runtime(images)
 
     def decode(self, data: bytes, name: str | None = None) -> np.ndarray:
         """One image file's pixels as this model takes them (UnreadableImage if it is not one)."""
@@ -171,36 +164,7 @@ def _attempt(decode) -> np.ndarray | str:
 
 
 def measure(classifier: Classifier, seed: int = 0) -> dict[str, float]:
-    """Inference figures on this machine: median batch-1 latency (ms) and images/s at batch 32.
-
-    Time-boxed, so a big model costs its stage seconds, not minutes: after one warm-up call of each
-    batch size (tracing), up to LATENCY_CALLS batch-1 calls within LATENCY_BUDGET_S (at least
-    MIN_LATENCY_CALLS), then up to THROUGHPUT_CALLS batch-32 calls within THROUGHPUT_BUDGET_S (at least one).
-    Run-specific (they vary run to run): MLflow metrics, never DVC outputs.
-    """
+    """Inference figures on this machine (imgclf.inference.measure): batch-1 latency (ms), images/s at batch 32.
+    Run-specific (they vary run to run): MLflow metrics, never DVC outputs."""
     spec = classifier.spec
-    rng = np.random.default_rng(seed)
-    batch = rng.integers(0, 256, size=(THROUGHPUT_BATCH, spec.height, spec.width, spec.channels), dtype=np.uint8)
-    single = batch[:1]
-    classifier.probabilities(single)  # tracing, warm-up
-    classifier.probabilities(batch)
-    latencies = _timed_calls(lambda: classifier.probabilities(single), LATENCY_CALLS, MIN_LATENCY_CALLS, LATENCY_BUDGET_S)
-    throughput = _timed_calls(lambda: classifier.probabilities(batch), THROUGHPUT_CALLS, 1, THROUGHPUT_BUDGET_S)
-    return {
-        "latency_ms_batch1": float(np.median(latencies) * 1000.0),
-        "images_per_s_batch32": THROUGHPUT_BATCH * len(throughput) / sum(throughput),
-    }
-
-
-def _timed_calls(call, most: int, least: int, budget_s: float, clock=time.perf_counter) -> list[float]:
-    """Seconds of each call: `most` calls, or fewer (but `least`): past `least`, a call starts only
-    if it would end within `budget_s`, judged by the calls' mean so far (a slow model's batch gets one call, not
-    a second that ends far past the budget)."""
-    seconds: list[float] = []
-    while len(seconds) < most:
-        if seconds and len(seconds) >= least and sum(seconds) + sum(seconds) / len(seconds) > budget_s:
-            break
-        started = clock()
-        call()
-        seconds.append(clock() - started)
-    return seconds
+    return measure_module.figures(classifier.probabilities, (spec.height, spec.width, spec.channels), seed)

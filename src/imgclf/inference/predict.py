@@ -19,14 +19,14 @@ import pandas as pd
 from imgclf import paths
 from imgclf.data.images import FORMATS
 from imgclf.errors import UserError
-from imgclf.inference import serving
+from imgclf.inference import runtimes, serving
 from imgclf.inference.classifier import Classifier, Outcome
 from imgclf.pipeline import stages
 from imgclf.tracking import registry, store
 
 
 def load_model(choice: str, registered_model: str) -> tuple[Classifier, str]:
-    """(classifier, what it is) for --model: best (the registry's champion), a stage, or an MLflow model URI."""
+    """(classifier, what it is) for --model: best (the registry's champion), a stage, an MLflow model URI or a file."""
     if choice in stages.MODEL_STAGES:
         hint = f"run the {choice} stage first (dvc repro {choice})"
         return Classifier.load(paths.model_file(choice), paths.classifier_info(choice), hint), str(paths.model_dir(choice))
@@ -38,8 +38,17 @@ def load_model(choice: str, registered_model: str) -> tuple[Classifier, str]:
     if ":/" in choice:
         store.client(store.tracking_uri())  # reachable, and the URI's registry/runs are this store's
         return _from_mlflow(choice), choice
-    raise UserError(f"--model {choice}: give best, a stage ({', '.join(stages.MODEL_STAGES)}) or an MLflow model URI "
-                    f"(models:/<name>@<alias>, models:/<model id>)")
+    if runtimes.is_model_file(Path(choice)):
+        return exported(Path(choice)), choice
+    raise UserError(f"--model {choice}: give best, a stage ({', '.join(stages.MODEL_STAGES)}), an MLflow model URI "
+                    f"(models:/<name>@<alias>, models:/<model id>) or a model file ({', '.join(runtimes.SUFFIXES)}, "
+                    f"a SavedModel folder) with its classifier.json beside it")
+
+
+def exported(path: Path) -> Classifier:
+    """A model file (models/export/<stage>/int8.tflite, model.onnx, saved_model/, or a .keras file) and the
+    classifier.json in its folder (a SavedModel folder's: beside the folder)."""
+    return Classifier.load(path, path.parent / "classifier.json", "")
 
 
 def _from_mlflow(uri: str) -> Classifier:
@@ -161,9 +170,10 @@ def explain(targets: Sequence[str], choice: str, out: Path, top_k: int, register
     failed = len(errors)
     for line in errors:
         print(f"imgclf: {line}", file=sys.stderr, flush=True)
-    has_map = gradcam.target_layer(classifier.model) is not None
+    has_map = classifier.model is not None and gradcam.target_layer(classifier.model) is not None
     if not has_map:
-        print(f"explain: {described} has no convolution: top-k only, no Grad-CAM", file=sys.stderr, flush=True)
+        why = "has no convolution" if classifier.model is not None else "is not a Keras model (Grad-CAM needs one)"
+        print(f"explain: {described} {why}: top-k only, no Grad-CAM", file=sys.stderr, flush=True)
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for path in files:

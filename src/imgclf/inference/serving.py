@@ -16,6 +16,8 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import json
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import mlflow
@@ -119,6 +121,25 @@ def input_example(image: np.ndarray) -> pd.DataFrame:
     buffer = io.BytesIO()
     Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(buffer, format="PNG")
     return pd.DataFrame({IMAGE_COLUMN: [base64.b64encode(buffer.getvalue()).decode("ascii")]})
+
+
+SERVED_CODE = Path(__file__).with_name("served_model.py")
+
+
+def save_local(model_path: Path, info_path: Path, target: Path, requirements: list[str]) -> None:
+    """The served model of a model file (an export: .tflite, .onnx, a SavedModel folder; or a .keras file) and its
+    classifier.json as an MLflow model folder at `target`, for `mlflow models serve -m <target>` (code, no pickle)."""
+    mlflow.pyfunc.save_model(
+        path=str(target), python_model=str(SERVED_CODE),
+        artifacts={MODEL_ARTIFACT: str(model_path), INFO_ARTIFACT: str(info_path)},
+        signature=signature(*_names(info_path)), pip_requirements=requirements,
+    )
+
+
+def _names(info_path: Path) -> tuple[list[str], dict[str, list[str]] | None]:
+    described = json.loads(Path(info_path).read_text())
+    heads = {head["column"]: head["class_names"] for head in described.get("heads", [])}
+    return described["class_names"], heads or None
 
 
 def unwrap(model: Any, uri: str) -> Classifier:

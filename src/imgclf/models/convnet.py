@@ -76,6 +76,13 @@ class ConvNet(tf.Module):
         return [self.conv1_kernel, self.conv1_bias, self.conv2_kernel, self.conv2_bias,
                 self.dense_kernel, self.dense_bias, self.logits_kernel, self.logits_bias]
 
+    def state(self) -> list:
+        """Every variable training changes, in a fixed order: the parameters, the step counter (it seeds the
+        dropout) and Adam's (built here if no step has run yet), as a checkpoint saves and restores them."""
+        if not self.optimizer.built:
+            self.optimizer.build(self.parameters())
+        return [*self.parameters(), self.steps, *self.optimizer.variables]
+
     def forward(self, images: tf.Tensor, training: bool) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
         """(logits, every layer's output for the summaries: of the batch's first `summary_images`) of a uint8
         batch; dropout only when `training`."""

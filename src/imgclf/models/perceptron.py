@@ -23,6 +23,10 @@ class SoftmaxRegression(tf.Module):
         self.weights = tf.Variable(initial, name="weights")
         self.biases = tf.Variable(tf.zeros([num_classes]), name="biases")
 
+    def state(self) -> list[tf.Variable]:
+        """Every variable training changes (plain SGD keeps no other state), as a checkpoint saves them."""
+        return [self.weights, self.biases]
+
     def logits(self, images: tf.Tensor) -> tf.Tensor:
         """Unnormalised class scores for a batch of images."""
         flat = tf.reshape(rescale(images), [tf.shape(images)[0], -1])

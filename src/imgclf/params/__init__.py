@@ -9,6 +9,7 @@ tests, benchmarks and CI apply dotted overrides with `apply_overrides`, the same
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -25,6 +26,7 @@ from imgclf.params.schema import (
     CnnParams,
     ConvnetParams,
     DataParams,
+    ExportParams,
     FinetuneParams,
     FitParams,
     ImageParams,
@@ -40,7 +42,7 @@ from imgclf.params.schema import (
 
 __all__ = [
     "AugmentationParams", "BackboneParams", "BottleneckParams", "CnnParams", "ConvnetParams", "DataParams",
-    "FinetuneParams", "FitParams", "ImageParams", "MistakesParams", "MlflowParams", "Params", "PerceptronParams",
+    "ExportParams", "FinetuneParams", "FitParams", "ImageParams", "MistakesParams", "MlflowParams", "Params", "PerceptronParams",
     "ReportParams", "SvmParams", "TopParams", "TrainParams", "apply_overrides", "flatten", "load", "parse", "resolve",
     "resolved_autos", "section_dict", "set_dotted",
 ]
@@ -92,8 +94,23 @@ class DuplicateKeyError(Exception):
     """A key set twice in one mapping: YAML would silently keep the last value."""
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """yaml.safe_load, except that a repeated key is an error instead of a silent override."""
+class _Loader(yaml.SafeLoader):
+    """yaml.safe_load, except that 1e-07 is a number, as YAML 1.2 (DVC's ruamel) reads it: PyYAML's YAML 1.1
+    wants a dot in the mantissa and reads a string, and `dvc exp run -S key=1e-7` writes params.yaml so."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
+def yaml_value(text: str) -> Any:
+    """A YAML value as params.yaml's reader reads it."""
+    return yaml.load(text, Loader=_Loader)
+
+
+class _UniqueKeyLoader(_Loader):
+    """_Loader, except that a repeated key is an error instead of a silent override."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: set = set()
@@ -126,7 +143,7 @@ def resolved_autos(params: Params, sections: tuple[str, ...]) -> dict[str, Any]:
 def load_raw(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
     """params.yaml as written (no checks, no resolution): {} when it cannot be read."""
     try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        raw = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_Loader)
     except (OSError, yaml.YAMLError):
         return {}
     return raw if isinstance(raw, dict) else {}
@@ -223,7 +240,7 @@ def set_dotted(mapping: dict, dotted: str, value: Any) -> None:
 def apply_overrides(params_file: str | Path, overrides: Mapping[str, Any]) -> None:
     """Write dotted overrides (e.g. a profile such as profiles/tiny.yaml) into a params.yaml."""
     path = Path(params_file)
-    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
     for dotted, value in overrides.items():
         set_dotted(raw, dotted, value)
     path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")

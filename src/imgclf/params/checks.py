@@ -44,9 +44,9 @@ def number(low: float, high: float, *, high_open: bool = False, low_open: bool =
 
 
 def choice(*allowed: Any) -> Callable[[Any], Any]:
-    """One of `allowed`, compared by value (bools never match a string choice)."""
+    """One of `allowed`, compared by value; a bool matches only a bool choice (True is not 1)."""
     def check(value: Any) -> Any:
-        if isinstance(value, bool) or value not in allowed:
+        if not any(isinstance(option, bool) == isinstance(value, bool) and option == value for option in allowed):
             raise ValueError("must be one of " + ", ".join(show(option) for option in allowed))
         return value
 
@@ -108,6 +108,13 @@ def size(value: Any) -> str | tuple[int, int]:
     return (value[0], value[1])
 
 
+def checkpoint_every(value: Any) -> str:
+    """epoch, steps:N (N >= 1) or none: how often a training stage saves the state it resumes from."""
+    if isinstance(value, str) and (value in ("epoch", "none") or re.fullmatch(r"steps:[1-9][0-9]*", value)):
+        return value
+    raise ValueError("must be epoch, steps:N (N an integer >= 1) or none")
+
+
 def int_list(low: int, high: int, length: int | None = None) -> Callable[[Any], tuple[int, ...]]:
     """A non-empty list of integers in [low, high]; of exactly `length` entries when given."""
     count = "a non-empty list" if length is None else f"a list of {length}"
@@ -152,6 +159,20 @@ def column_names(reserved: tuple[str, ...]) -> Callable[[Any], tuple[str, ...]]:
         if any(not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", name) or name in reserved
                for name in value):
             raise ValueError(allowed)
+        return tuple(value)
+
+    return check
+
+
+def subset(*allowed: str) -> Callable[[Any], tuple[str, ...]]:
+    """A non-empty list of distinct values, each one of `allowed`, kept in the order given."""
+    text_allowed = "must be a non-empty list of distinct values from " + ", ".join(allowed)
+
+    def check(value: Any) -> tuple[str, ...]:
+        if not isinstance(value, (list, tuple)) or not value or len(set(map(str, value))) != len(value):
+            raise ValueError(text_allowed)
+        if any(isinstance(item, bool) or item not in allowed for item in value):
+            raise ValueError(text_allowed)
         return tuple(value)
 
     return check

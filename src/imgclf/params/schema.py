@@ -12,6 +12,7 @@ from typing import Any
 from imgclf.data.catalog import SOURCES
 from imgclf.params.checks import (
     boolean,
+    checkpoint_every,
     choice,
     column_names,
     count_or_all,
@@ -22,6 +23,7 @@ from imgclf.params.checks import (
     optional_path,
     size,
     spec,
+    subset,
     text,
     trainable_part,
     weights,
@@ -111,9 +113,10 @@ class FitParams:
 
 @dataclass(frozen=True)
 class TrainParams:
-    """How the Keras training stages (baseline, augmented, top, finetune) spread over devices."""
+    """How the training stages spread over devices (the Keras ones) and how often they save a checkpoint (all)."""
 
     distribute: str = spec(choice("none", "mirrored"))
+    checkpoint: str = spec(checkpoint_every)
 
 
 @dataclass(frozen=True)
@@ -177,6 +180,20 @@ class ReportParams:
     sort_by: str = spec(choice("accuracy", "f1_macro", "loss"))
 
 
+# The export stage's formats, in the order it writes and reports them (imgclf.inference.export).
+EXPORT_FORMATS = ("saved_model", "tflite_float32", "tflite_dynamic_int8", "tflite_int8", "onnx")
+
+
+@dataclass(frozen=True)
+class ExportParams:
+    """What the export stage converts (the champion or every model stage), into which formats."""
+
+    stages: str = spec(choice("champion", "all"))
+    formats: tuple[str, ...] = spec(subset(*EXPORT_FORMATS))
+    calibration_images: int = spec(integer(1, 10_000))  # tflite_int8: train images that set the int8 ranges
+    onnx_opset: int = spec(integer(13, 21))
+
+
 @dataclass(frozen=True)
 class Params:
     """Every section of params.yaml, validated."""
@@ -199,3 +216,4 @@ class Params:
     finetune: FinetuneParams = spec(FinetuneParams)
     mistakes: MistakesParams = spec(MistakesParams)
     report: ReportParams = spec(ReportParams)
+    export: ExportParams = spec(ExportParams)

@@ -15,11 +15,13 @@ class Stage:
     """One DVC stage: its name is its script (stages/<name>.py), its MLflow run and models/<name>/."""
 
     name: str
-    kind: str  # data (download, split) | features (bottleneck) | model (trains a classifier) | report
+    kind: str  # data (download, split) | features (bottleneck) | model (trains a classifier) | report | export
     sections: tuple[str, ...]  # the params.yaml sections it reads (dvc.yaml's params name keys of these)
     architecture: str | None = None  # what a model stage trains; None: params' cnn.architecture
     optimizer: str | None = None  # a model stage's optimizer
     uses_backbone: bool = False  # reads backbone.*: bottleneck and the stages built on its features
+    inputs: tuple[str, ...] = ()  # a model or features stage's data deps in dvc.yaml (the folders and files it reads)
+    resumable: bool = False  # trains in epochs or steps and resumes from its checkpoint (imgclf.training.checkpoint)
 
     @property
     def trains(self) -> bool:
@@ -34,19 +36,26 @@ class Stage:
 
 _SHARED = ("seed", "data", "image")
 _SHOWN = ("mistakes",)  # every model stage draws its wrong test images
+_SPLIT, _FEATURES = ("data/split",), ("data/features",)
 STAGES = (
     Stage("download", "data", ("data",)),
     Stage("split", "data", ("seed", "data")),
-    Stage("perceptron", "model", (*_SHARED, "mlflow", *_SHOWN, "perceptron"), "perceptron", "sgd"),
-    Stage("convnet", "model", (*_SHARED, "mlflow", *_SHOWN, "convnet"), "convnet", "adam"),
-    Stage("baseline", "model", (*_SHARED, "mlflow", *_SHOWN, "cnn", "train", "baseline"), None, "adam"),
-    Stage("augmented", "model", (*_SHARED, "mlflow", *_SHOWN, "cnn", "augmentation", "train", "augmented"), None, "adam"),
-    Stage("bottleneck", "features", (*_SHARED, "backbone", "bottleneck"), uses_backbone=True),
-    Stage("top", "model", (*_SHARED, "mlflow", *_SHOWN, "backbone", "train", "top"), "dense_head", "adam", True),
-    Stage("svm", "model", (*_SHARED, "mlflow", *_SHOWN, "backbone", "svm"), "linear_svm", "liblinear", True),
+    Stage("perceptron", "model", (*_SHARED, "mlflow", *_SHOWN, "perceptron"), "perceptron", "sgd",
+          inputs=_SPLIT, resumable=True),
+    Stage("convnet", "model", (*_SHARED, "mlflow", *_SHOWN, "convnet"), "convnet", "adam", inputs=_SPLIT, resumable=True),
+    Stage("baseline", "model", (*_SHARED, "mlflow", *_SHOWN, "cnn", "train", "baseline"), None, "adam",
+          inputs=_SPLIT, resumable=True),
+    Stage("augmented", "model", (*_SHARED, "mlflow", *_SHOWN, "cnn", "augmentation", "train", "augmented"), None, "adam",
+          inputs=_SPLIT, resumable=True),
+    Stage("bottleneck", "features", (*_SHARED, "backbone", "bottleneck"), uses_backbone=True, inputs=_SPLIT),
+    Stage("top", "model", (*_SHARED, "mlflow", *_SHOWN, "backbone", "train", "top"), "dense_head", "adam", True,
+          inputs=_FEATURES, resumable=True),
+    Stage("svm", "model", (*_SHARED, "mlflow", *_SHOWN, "backbone", "svm"), "linear_svm", "liblinear", True,
+          inputs=_FEATURES),
     Stage("finetune", "model", (*_SHARED, "mlflow", *_SHOWN, "backbone", "augmentation", "train", "finetune"),
-          "backbone+dense_head", "sgd", True),
+          "backbone+dense_head", "sgd", True, inputs=(*_SPLIT, "models/top"), resumable=True),
     Stage("report", "report", ("report", "mlflow")),
+    Stage("export", "export", ("seed", "mlflow", "export")),
 )
 BY_NAME = {stage.name: stage for stage in STAGES}
 MODEL_STAGES = tuple(stage.name for stage in STAGES if stage.trains)

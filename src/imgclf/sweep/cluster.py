@@ -15,16 +15,17 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 from urllib.parse import urlparse
 
-from imgclf.errors import UserError
+from imgclf.errors import UserError, require_extra
 from imgclf.sweep import local, outcome, worker
 from imgclf.sweep.grid import Point
 from imgclf.tracking import store
 
 GIT_REMOTE = "origin"
-SHARED_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+SHARED_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN",
+              "MLFLOW_TRACKING_SERVER_CERT_PATH")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ def job_template(experiment: str) -> dict:
     """What every task gets, checked here so that a node elsewhere can redo this workspace's pipeline."""
     from dvc.config import Config
 
+    require_extra("ray", "cluster", "sweep --ray")
     if _git("status", "--porcelain", "--untracked-files=no"):
         raise UserError("sweep --ray: the workspace has uncommitted changes; the nodes clone the git remote "
                         "at HEAD: commit and push them first")
@@ -85,9 +87,9 @@ def existing_names() -> frozenset[str]:
     return local.existing_names() | names
 
 
-def run(points: Sequence[Point], settings: RaySettings, template: dict,
-        finished: Callable[[Point, str | None], None]) -> None:
-    """One Ray task per point; as each ends, pull it and call `finished(point, error or None)`."""
+@contextlib.contextmanager
+def joined(settings: RaySettings) -> Iterator[None]:
+    """This process joined to the Ray cluster (refused if no node can meet the request), left at the end."""
     import ray
     from ray.exceptions import RayError
 
@@ -99,9 +101,20 @@ def run(points: Sequence[Point], settings: RaySettings, template: dict,
                             f"{outcome.first_line(error)}") from error
         try:
             _check_resources(settings, ray.nodes())
-            _run_tasks(points, settings, template, finished)
+            yield
         finally:
             ray.shutdown()
+
+
+def run(points: Sequence[Point], settings: RaySettings, template: dict,
+        finished: Callable[[Point, str | None], None]) -> None:
+    """One Ray task per point; as each ends, pull it and call `finished(point, error or None)`."""
+    with joined(settings):
+        tasks = Tasks(settings, template)
+        tasks.submit(points)
+        while tasks.pending:
+            for point, error in tasks.wait():
+                finished(point, error)
 
 
 @contextlib.contextmanager
@@ -129,31 +142,50 @@ def _check_resources(settings: RaySettings, nodes: list[dict]) -> None:
                         f"Ray cluster has that much (its nodes: {', '.join(offered) or 'none alive'})")
 
 
-def _run_tasks(points: Sequence[Point], settings: RaySettings, template: dict,
-               finished: Callable[[Point, str | None], None]) -> None:
-    import ray
-    from ray.exceptions import RayError, RayTaskError
+class Tasks:
+    """Experiments as Ray tasks (inside `joined`): points in, those that ended (pulled here) out."""
 
-    task = ray.remote(worker.run_experiment).options(
-        num_cpus=settings.num_cpus, num_gpus=settings.num_gpus, max_retries=settings.max_retries,
-        retry_exceptions=False)
-    pending = {task.remote(worker.Job(point=point, **template)): point for point in points}
-    while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1)
-        point = pending.pop(ready[0])
+    def __init__(self, settings: RaySettings, template: dict):
+        import ray
+
+        self.settings = settings
+        self.template = template
+        self.task = ray.remote(worker.run_experiment).options(
+            num_cpus=settings.num_cpus, num_gpus=settings.num_gpus, max_retries=settings.max_retries,
+            retry_exceptions=False)
+        self.pending: dict[Any, Point] = {}
+
+    def capacity(self) -> int:
+        """How many experiments the cluster runs at once: its CPUs (and GPUs) over what each reserves."""
+        import ray
+
+        total = ray.cluster_resources()
+        fits = [total.get(kind, 0) / amount for kind, amount in (("CPU", self.settings.num_cpus),
+                                                                   ("GPU", self.settings.num_gpus)) if amount]
+        return max(1, int(min(fits))) if fits else 1
+
+    def submit(self, points: Sequence[Point]) -> None:
+        for point in points:
+            self.pending[self.task.remote(worker.Job(point=point, **self.template))] = point
+
+    def wait(self) -> list[tuple[Point, str | None]]:
+        """Block until a task ends: [(point, error or None)], its experiment pulled here when it succeeded."""
+        import ray
+        from ray.exceptions import RayError, RayTaskError
+
+        ready, _ = ray.wait(list(self.pending), num_returns=1)
+        point = self.pending.pop(ready[0])
         try:
             done: worker.Done = ray.get(ready[0])
         except RayTaskError as error:  # the task's own Python raised (not retried: retry_exceptions=False)
             cause = error.cause or error
-            finished(point, f"the Ray task failed: {type(cause).__name__}: {outcome.first_line(cause)}")
-            continue
+            return [(point, f"the Ray task failed: {type(cause).__name__}: {outcome.first_line(cause)}")]
         except RayError as error:  # its node or worker died more often than --max-retries
-            finished(point, f"lost after {settings.max_retries} retries: {type(error).__name__}: "
-                            f"{outcome.first_line(error)}")
-            continue
+            return [(point, f"lost after {self.settings.max_retries} retries: {type(error).__name__}: "
+                            f"{outcome.first_line(error)}")]
         error = done.error
         if error is None:  # pushed: fetch its git ref and outputs, so dvc exp show lists it here
             pulled = local.dvc("exp", "pull", "-f", GIT_REMOTE, point.name, check=False)
             if pulled.returncode != 0:
                 error = f"ran on {done.host} but dvc exp pull failed: {outcome.error_line(pulled.stderr)}"
-        finished(point, error)
+        return [(point, error)]

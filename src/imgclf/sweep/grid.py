@@ -21,6 +21,7 @@ class Point:
 
     name: str
     overrides: tuple[str, ...]
+    targets: tuple[str, ...] = ()  # stages to run (`dvc exp run <targets>`); none: the whole pipeline
 
     def describe(self) -> str:
         return " ".join(self.overrides)

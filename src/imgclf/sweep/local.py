@@ -33,10 +33,10 @@ def existing_names() -> frozenset[str]:
 
 
 def queue(points: Sequence[Point]) -> None:
-    """`dvc exp run --queue -n <name> -S ...` for each point (DVC copies the workspace into each)."""
+    """`dvc exp run --queue -n <name> -S ... [targets]` for each point (DVC copies the workspace into each)."""
     for point in points:
         arguments = [argument for override in point.overrides for argument in ("-S", override)]
-        dvc("exp", "run", "--queue", "-n", point.name, *arguments)
+        dvc("exp", "run", "--queue", "-n", point.name, *arguments, *point.targets)
 
 
 def queue_states() -> dict[str, str]:
@@ -54,18 +54,47 @@ def failure(name: str) -> str:
     return error_line(dvc("queue", "logs", name, check=False).stdout)
 
 
+class Queue:
+    """This host's DVC queue as a sweep or a search uses it: experiments in, those that ended out."""
+
+    def __init__(self, jobs: int):
+        self.jobs = jobs
+        self.pending: dict[str, Point] = {}
+
+    def capacity(self) -> int:
+        """How many experiments run at once: the workers."""
+        return self.jobs
+
+    def submit(self, points: Sequence[Point]) -> None:
+        """Queue the points and make sure `jobs` workers run (DVC starts only the missing ones)."""
+        queue(points)
+        self.adopt(points)
+
+    def adopt(self, points: Sequence[Point]) -> None:
+        """Wait for points in the queue (a resumed search's: queued before its workers were stopped)."""
+        self.pending.update({point.name: point for point in points})
+        dvc("queue", "start", "-j", str(self.jobs))
+
+    def wait(self) -> list[tuple[Point, str | None]]:
+        """Block until one or more pending experiments end: [(point, error or None)]."""
+        while self.pending:
+            time.sleep(POLL_S)
+            states = queue_states()
+            ended = [(self.pending.pop(name), failure(name) if states[name] == "Failed" else None)
+                     for name in [name for name in self.pending if states.get(name) in ("Success", "Failed")]]
+            if not ended and not any(states.get(name) in ACTIVE for name in self.pending):
+                # gone from the queue without an outcome (removed by hand?)
+                ended = [(point, "left the DVC queue without finishing (dvc queue status)") for point in self.pending.values()]
+                self.pending = {}
+            if ended:
+                return ended
+        return []
+
+
 def run(points: Sequence[Point], jobs: int, finished: Callable[[Point, str | None], None]) -> None:
     """Queue the points, start `jobs` workers, and call `finished(point, error or None)` as each ends."""
-    queue(points)
-    dvc("queue", "start", "-j", str(jobs))
-    pending = {point.name: point for point in points}
-    while pending:
-        time.sleep(POLL_S)
-        states = queue_states()
-        for name in [name for name in pending if states.get(name) in ("Success", "Failed")]:
-            point = pending.pop(name)
-            finished(point, failure(name) if states[name] == "Failed" else None)
-        if pending and not any(states.get(name) in ACTIVE for name in pending):
-            for point in pending.values():  # gone from the queue without an outcome (removed by hand?)
-                finished(point, "left the DVC queue without finishing (dvc queue status)")
-            pending = {}
+    runner = Queue(jobs)
+    runner.submit(points)
+    while runner.pending:
+        for point, error in runner.wait():
+            finished(point, error)

@@ -44,17 +44,28 @@ def first_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-def accuracies(show: Sequence[Mapping[str, Any]], name: str) -> dict[str, float]:
-    """{stage: accuracy} of experiment `name` from `dvc exp show --json` (metrics/<stage>.json)."""
+def _metrics(show: Sequence[Mapping[str, Any]], name: str) -> dict[str, Any]:
+    """{metrics file: its data} of experiment `name` in `dvc exp show --json`."""
     for baseline in show:
         for experiment in baseline.get("experiments") or []:
             for rev in experiment.get("revs") or []:
-                if rev.get("name") != name:
-                    continue
-                metrics = (rev.get("data") or {}).get("metrics") or {}
-                return {stage: float(value["data"]["accuracy"]) for stage in MODEL_STAGES
-                        if "accuracy" in ((value := metrics.get(f"metrics/{stage}.json")) or {}).get("data", {})}
+                if rev.get("name") == name:
+                    return {file: (value or {}).get("data") or {}
+                            for file, value in ((rev.get("data") or {}).get("metrics") or {}).items()}
     return {}
+
+
+def accuracies(show: Sequence[Mapping[str, Any]], name: str) -> dict[str, float]:
+    """{stage: accuracy} of experiment `name` from `dvc exp show --json` (metrics/<stage>.json)."""
+    metrics = _metrics(show, name)
+    return {stage: float(data["accuracy"]) for stage in MODEL_STAGES
+            if "accuracy" in (data := metrics.get(f"metrics/{stage}.json", {}))}
+
+
+def metric(show: Sequence[Mapping[str, Any]], name: str, stage: str, key: str) -> float | None:
+    """metrics/<stage>.json's `key` in experiment `name` (`dvc exp show --json`); None if it has none."""
+    value = _metrics(show, name).get(f"metrics/{stage}.json", {}).get(key)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def pipeline_seconds(client: Any, experiment_name: str, name: str) -> float | None:

@@ -76,7 +76,7 @@ def run_experiment(job: Job) -> Done:
         arguments = [argument for override in job.point.overrides for argument in ("-S", override)]
         # The outputs first, the experiment's git ref last: once the ref is on origin, all it names is on
         # the DVC remote (dvc exp push alone sends the ref first, the cache after).
-        error = step(dvc, "exp", "run", "--pull", "-n", job.point.name, *arguments) or step(dvc, "push") or \
+        error = step(dvc, "exp", "run", "--pull", "-n", job.point.name, *arguments, *job.point.targets) or step(dvc, "push") or \
             step(dvc, "exp", "push", "--no-cache", "-f", "origin", job.point.name)
         return Done(host, error)
 

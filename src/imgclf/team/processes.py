@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import ssl
 import subprocess
 import time
 from pathlib import Path
@@ -79,10 +80,11 @@ def wait_until(ready: Callable[[], bool], what: str, process: subprocess.Popen |
     raise UserError(f"{what} did not come up within {timeout_s:.0f} s: {tail(log)}: see {log}")
 
 
-def http_ok(url: str) -> Callable[[], bool]:
+def http_ok(url: str, context: ssl.SSLContext | None = None) -> Callable[[], bool]:
+    """Whether `url` answers 200 (over TLS with `context`, when given)."""
     def ready() -> bool:
         try:
-            with urlopen(url, timeout=2) as answer:
+            with urlopen(url, timeout=2, context=context) as answer:
                 return answer.status == 200
         except OSError:
             return False

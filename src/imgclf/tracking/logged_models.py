@@ -25,7 +25,7 @@ from imgclf.tracking.tags import TAG_CLASSIFIER_MODEL
 KERAS_MODEL = "model"
 CLASSIFIER_MODEL = "classifier"
 SKLEARN_MODEL = "svm"  # the svm stage's model on features (the sklearn flavor), beside its image classifier
-SERVED_CODE = Path(serving.__file__).with_name("served_model.py")
+SERVED_CODE = serving.SERVED_CODE
 
 
 def log_keras_model(tracked: StageRun, model: Any, input_example: np.ndarray, metadata: Mapping[str, Any]) -> None:

@@ -10,10 +10,12 @@ one after another, so one parent per pipeline id needs no lock beyond the store'
 
 from __future__ import annotations
 
+import os
 from typing import Mapping
 
 from mlflow.tracking import MlflowClient
 
+from imgclf.sweep import trial
 from imgclf.tracking.tags import TAG_COMMIT, TAG_DIRTY, TAG_EXP_NAME, TAG_PIPELINE
 
 TAG_ROLE = "imgclf.role"
@@ -38,6 +40,9 @@ def ensure_parent(client: MlflowClient, experiment_id: str, tags: Mapping[str, s
                              f"{' (dirty)' if tags[TAG_DIRTY] == 'true' else ''}; its stages are the rows beneath."}
     if experiment:
         parent_tags[TAG_EXP_NAME] = experiment
+    search = os.environ.get(trial.ENV_RUN)
+    if search:  # a search's trial: the pipeline's run nests under the study's
+        parent_tags[TAG_PARENT] = search
     run = client.create_run(experiment_id, run_name=f"pipeline {experiment or pipeline}", tags=parent_tags)
     return run.info.run_id
 

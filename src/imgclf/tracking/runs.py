@@ -21,12 +21,13 @@ from imgclf.tracking import pipeline_run, store
 from imgclf.tracking.tags import TAG_DATA_HASH, TAG_END_REASON, TAG_HOST, TAG_PID, data_hash, stage_tags
 
 
-def close_stale_runs(client: MlflowClient, experiment: str) -> int:
-    """Mark KILLED the RUNNING runs of this host whose process is gone (SIGKILL, power loss)."""
+def close_stale_runs(client: MlflowClient, experiment: str, keep: str | None = None) -> int:
+    """Mark KILLED the RUNNING runs of this host whose process is gone (SIGKILL, power loss), but `keep`
+    (the run a stage resumes from its checkpoint)."""
     host = socket.gethostname()
     closed = 0
     for run in client.search_runs([experiment], filter_string="attributes.status = 'RUNNING'"):
-        if run.data.tags.get(TAG_HOST) != host:
+        if run.data.tags.get(TAG_HOST) != host or run.info.run_id == keep:
             continue
         pid = int(run.data.tags.get(TAG_PID, "0") or 0)
         if pid and psutil.pid_exists(pid) and pid != os.getpid():
@@ -40,11 +41,15 @@ def close_stale_runs(client: MlflowClient, experiment: str) -> int:
 class StageRun:
     """The active run of one stage: what a stage may log."""
 
-    def __init__(self, client: MlflowClient, run_id: str, uri: str, parent_id: str | None = None):
+    def __init__(self, client: MlflowClient, run_id: str, uri: str, parent_id: str | None = None,
+                 resumed: bool = False):
         self.client = client
         self.run_id = run_id
         self.uri = uri
         self.parent_id = parent_id  # the pipeline's run (the report stage logs the leaderboard there)
+        # A run a killed execution began: what that execution already logged at a step is not logged again
+        # (one point per step; a store's unique keys would refuse a second at the same step and time).
+        self.resumed = resumed
 
     def log_params(self, flat: Mapping[str, Any]) -> None:
         """Log flattened params ("top.units": 256)."""
@@ -68,8 +73,16 @@ class StageRun:
             for epoch, value in enumerate(values, start=1)
         ])
 
+    def _not_yet_logged(self, metrics: list) -> list:
+        if not self.resumed or not metrics:
+            return metrics
+        logged = {(point.key, point.step) for key in {metric.key for metric in metrics}
+                  for point in self.client.get_metric_history(self.run_id, key)}
+        return [metric for metric in metrics if (metric.key, metric.step) not in logged]
+
     def _log_batches(self, params: list | None = None, metrics: list | None = None) -> None:
         # MLflow takes at most 100 params or 1000 metrics per batch.
+        metrics = self._not_yet_logged(metrics or [])
         with store.store_lock(self.uri):
             for start in range(0, len(params or []), 100):
                 self.client.log_batch(self.run_id, params=params[start:start + 100])
@@ -122,9 +135,12 @@ def _param_text(value: Any) -> str:
 
 @contextlib.contextmanager
 def stage_run(stage: str, experiment: str, flat_params: Mapping[str, Any], dataset: str | None = None,
-              inputs: Sequence[DatasetInput] = ()) -> Iterator[StageRun]:
+              inputs: Sequence[DatasetInput] = (), resume: str | None = None) -> Iterator[StageRun]:
     """One MLflow run named after the stage, a child of its pipeline's run: FINISHED on success,
-    FAILED/KILLED otherwise; `inputs` (the split it reads, from `dataset`) logged as its datasets."""
+    FAILED/KILLED otherwise; `inputs` (the split it reads, from `dataset`) logged as its datasets.
+
+    `resume`: the run id of this stage's execution that was killed (its checkpoint's): that run goes on,
+    RUNNING again, rather than a second one beside it (a new run if the store no longer has it)."""
     uri = store.tracking_uri()
     store.check_reachable(uri)
     mlflow.set_tracking_uri(uri)
@@ -132,14 +148,21 @@ def stage_run(stage: str, experiment: str, flat_params: Mapping[str, Any], datas
     with store.store_lock(uri):  # creating the client creates (migrates) a new SQLite store: one at a time
         client = MlflowClient(uri)
         experiment_key = store.experiment_id(client, experiment, uri)
-        close_stale_runs(client, experiment_key)
+        resume = _resumable(client, resume, experiment_key)
+        close_stale_runs(client, experiment_key, keep=resume)
         parent = pipeline_run.ensure_parent(client, experiment_key, tags)
         tags[pipeline_run.TAG_PARENT] = parent
         tags[pipeline_run.TAG_NOTE] = pipeline_run.description(stage, tags, dataset, {})
-        run = mlflow.start_run(experiment_id=experiment_key, run_name=stage, tags=tags)
-        if inputs:
+        if resume:
+            run = mlflow.start_run(run_id=resume)
+            client.log_batch(resume, tags=[mlflow.entities.RunTag(key, str(value)) for key, value in tags.items()])
+            with contextlib.suppress(MlflowException):
+                client.delete_tag(resume, TAG_END_REASON)
+        else:
+            run = mlflow.start_run(experiment_id=experiment_key, run_name=stage, tags=tags)
+        if inputs and not resume:
             _log_inputs(client, run.info.run_id, list(inputs))
-    active = StageRun(client, run.info.run_id, uri, parent)
+    active = StageRun(client, run.info.run_id, uri, parent, resumed=bool(resume))
     active.log_params(flat_params)
     previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     status, reason = "FAILED", "exception"
@@ -155,6 +178,7 @@ def stage_run(stage: str, experiment: str, flat_params: Mapping[str, Any], datas
         status, reason = "KILLED", "interrupted (SIGINT/SIGTERM)"
         raise
     except UserError as error:
+        status = getattr(error, "run_status", status)  # a search's pruned trial: KILLED
         reason = f"imgclf: {error}"
         raise
     except BaseException as error:
@@ -176,6 +200,17 @@ def stage_run(stage: str, experiment: str, flat_params: Mapping[str, Any], datas
                 if store.unreachable(uri) is None:
                     raise
                 raise lost_server(uri) from None
+
+
+def _resumable(client: MlflowClient, run_id: str | None, experiment_key: str) -> str | None:
+    """`run_id` when this store holds it in this experiment (to resume), else None."""
+    if not run_id:
+        return None
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        return None
+    return run_id if run.info.experiment_id == experiment_key and run.info.lifecycle_stage == "active" else None
 
 
 def _log_inputs(client: MlflowClient, run_id: str, inputs: list[DatasetInput], attempts: int = 4) -> None:

@@ -13,11 +13,13 @@ import contextlib
 import logging
 import os
 import socket
+import ssl
 from pathlib import Path
 from urllib.parse import urlparse
 
 import mlflow
 from filelock import FileLock
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from imgclf import paths
@@ -82,13 +84,39 @@ def unreachable(uri: str, timeout_s: float = 5.0) -> OSError | None:
 
 
 def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
-    """A clear error for an unreachable tracking server, instead of MLflow's retries."""
+    """A clear error for an unreachable tracking server, or one whose TLS certificate this machine does not
+    trust, instead of MLflow's retries."""
     error = unreachable(uri, timeout_s)
     if error is not None:
         raise UserError(
             f"cannot reach the MLflow tracking server at {server_address(uri)} ({error.strerror or error}): "
             f"start it (make server), or unset MLFLOW_TRACKING_URI to use the project's SQLite store"
         ) from None
+    parsed = urlparse(uri)
+    if parsed.scheme != "https" or os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true":
+        return
+    context = ssl.create_default_context(cafile=os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or None)
+    try:
+        with socket.create_connection((parsed.hostname, parsed.port or 443), timeout=timeout_s) as raw, \
+                context.wrap_socket(raw, server_hostname=parsed.hostname):
+            pass
+    except ssl.SSLCertVerificationError as refused:
+        raise UserError(
+            f"the MLflow tracking server at {server_address(uri)} presents a TLS certificate this machine does not "
+            f"trust ({refused.verify_message}): set MLFLOW_TRACKING_SERVER_CERT_PATH to its certificate file"
+        ) from None
+    except (OSError, ssl.SSLError):
+        return  # anything else: MLflow's own request says what
+
+
+def refused(error: Exception, uri: str) -> UserError | None:
+    """A clear error for MLflow's answer to missing or wrong credentials (401) or too few rights (403)."""
+    text = str(error)
+    for code, meaning in (("401", "refused the credentials"), ("403", "denied this user the request")):
+        if f"error code {code}" in text or f"{code} != 200" in text:
+            return UserError(f"the MLflow tracking server at {server_address(uri)} {meaning} (HTTP {code}): check "
+                             f"MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD; nothing was logged")
+    return None
 
 
 def server_address(uri: str) -> str:
@@ -106,7 +134,10 @@ def client(uri: str) -> MlflowClient:
 
 def experiment_id(client: MlflowClient, name: str, uri: str) -> str:
     """The experiment's id, created on first use with artifacts beside a SQLite store."""
-    experiment = client.get_experiment_by_name(name)
+    try:
+        experiment = client.get_experiment_by_name(name)
+    except MlflowException as error:
+        raise (refused(error, uri) or error) from None
     if experiment is not None:
         if experiment.lifecycle_stage == "deleted":
             raise UserError(
@@ -117,6 +148,14 @@ def experiment_id(client: MlflowClient, name: str, uri: str) -> str:
     database = sqlite_file(uri)
     location = (database.parent / paths.ARTIFACTS_DIR).as_uri() if database else None
     # The UI's "Model training" view (not GenAI) for this experiment.
-    return client.create_experiment(
-        name, artifact_location=location, tags={"mlflow.experimentKind": "custom_model_development"}
-    )
+    try:
+        return client.create_experiment(
+            name, artifact_location=location, tags={"mlflow.experimentKind": "custom_model_development"}
+        )
+    except MlflowException as error:
+        # Two experiments of a queue (or a sweep's nodes) creating it at once on a tracking server: the one that
+        # lost the race finds the other's.
+        found = client.get_experiment_by_name(name) if error.error_code == "RESOURCE_ALREADY_EXISTS" else None
+        if found is None:
+            raise
+        return found.experiment_id

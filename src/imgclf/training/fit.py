@@ -12,7 +12,8 @@ import tensorflow as tf
 
 from imgclf.errors import UserError
 from imgclf.params import FitParams
-from imgclf.training import distribution
+from imgclf.sweep import trial
+from imgclf.training import checkpoint, distribution
 from imgclf.training.fitted import Fitted, log_dir
 
 
@@ -127,31 +128,130 @@ def fit(
             callbacks.append(PredictedValidation(validation))  # before early stopping: it adds val_loss
             validation = None
     callbacks += [stopping] if stopping else []
+    reporter = trial.active(stage)  # a search's trial: report the validation metric, stop if pruned
+    callbacks += [Reporting(reporter)] if reporter else []
     validation, validation_steps = endless(validation)
     model.compile(
         optimizer=optimizer or keras.optimizers.Adam(settings.learning_rate),
         loss={head: "categorical_crossentropy" for head in label_heads} if label_heads else "categorical_crossentropy",
         metrics={head: ["accuracy"] for head in label_heads} if label_heads else ["accuracy"],
     )
-    events = log_dir(stage)
+    checkpoints = checkpoint.active(stage)
+    if checkpoints is not None and replicas > 1:
+        checkpoints.refuse("a resumed mirrored fit does not yet give the bytes of an uninterrupted one, so a killed "
+                           "run starts again from epoch 1 (train.distribute: none resumes where it was killed)")
+    saving = Saving(checkpoints, settings.epochs, stopping)
+    start, epochs = saving.restore(model)  # 0 and settings.epochs, unless resumed from a checkpoint
+    events = log_dir(stage, keep=start > 0)
     started = time.perf_counter()
-    history = model.fit(
-        train,
-        validation_data=validation,
-        epochs=settings.epochs,
-        steps_per_epoch=steps_per_epoch,
-        validation_steps=validation_steps,
-        class_weight=class_weights(class_counts, settings.class_weight),
-        # No weight histograms: TensorBoard bins them through an N x 30 one-hot, gigabytes for the
-        # chapter CNN's dense layer every epoch. Scalars and the graph are logged.
-        callbacks=callbacks + [keras.callbacks.TensorBoard(log_dir=str(events), histogram_freq=0)],
-        shuffle=False,  # the tf.data pipeline shuffles (seeded)
-        verbose=progress_verbosity(),
-    )
-    seconds = time.perf_counter() - started
-    epochs = len(history.history.get("loss", [])) or settings.epochs  # fewer when early stopping stopped it
-    images = epochs * steps_per_epoch * settings.batch_size  # the last batch of a pass may be short
-    return Fitted(with_mean_accuracy(history.history, label_heads), seconds, images, replicas)
+    if start < epochs:
+        history = model.fit(
+            # The seeded stream from where the checkpoint left it: the batches already trained on, skipped.
+            train.skip(start * steps_per_epoch) if start else train,
+            validation_data=validation,
+            initial_epoch=start,
+            epochs=epochs,
+            steps_per_epoch=steps_per_epoch,
+            validation_steps=validation_steps,
+            class_weight=class_weights(class_counts, settings.class_weight),
+            # No weight histograms: TensorBoard bins them through an N x 30 one-hot, gigabytes for the
+            # chapter CNN's dense layer every epoch. Scalars and the graph are logged. Saving comes last:
+            # it checkpoints what the others (early stopping, the mirrored validation) leave at an epoch's end.
+            callbacks=callbacks + [keras.callbacks.TensorBoard(log_dir=str(events), histogram_freq=0), saving]
+            + ([KillAtStep()] if checkpoint.test_kill_wanted("step") else []),
+            shuffle=False,  # the tf.data pipeline shuffles (seeded)
+            verbose=progress_verbosity(),
+        ).history
+    else:  # every epoch was trained before the kill: do what the end of fit does, then on to publishing
+        history = {}
+        if stopping is not None and stopping.best_weights is not None:
+            model.set_weights(stopping.best_weights)
+    history = saving.history if saving.checkpoints else history
+    seconds = saving.seconds_before + time.perf_counter() - started
+    epochs_run = len(history.get("loss", [])) or settings.epochs  # fewer when early stopping stopped it
+    images = epochs_run * steps_per_epoch * settings.batch_size  # the last batch of a pass may be short
+    return Fitted(with_mean_accuracy(history, label_heads), seconds, images, replicas)
+
+
+class Saving(keras.callbacks.Callback):
+    """The stage's checkpoint at each epoch's end (imgclf.training.checkpoint): the model's and the
+    optimizer's variables (Keras' seed generators included), the epochs done, the history so far and
+    early stopping's state; and, when the stage resumes, all that restored into the compiled model.
+    Outside a stage (`checkpoints` None) it only records the history."""
+
+    def __init__(self, checkpoints: checkpoint.Checkpoints | None, epochs: int,
+                 stopping: keras.callbacks.EarlyStopping | None):
+        super().__init__()
+        self.checkpoints = checkpoints
+        self.epochs = epochs
+        self.stopping = stopping
+        self.history: dict[str, list[float]] = {}
+        self.stopping_state: dict | None = None  # early stopping's, restored again after fit resets it
+        self.seconds_before = 0.0  # training time of the runs before this one
+        self.started = time.perf_counter()
+
+    @staticmethod
+    def state(model: keras.Model) -> list:
+        """Every variable a resumed fit needs, in a fixed order (the optimizer built first if need be)."""
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        return list(model.variables) + list(model.optimizer.variables)
+
+    def restore(self, model: keras.Model) -> tuple[int, int]:
+        """(first epoch to train, epochs to train up to): from the checkpoint if there is one to resume."""
+        saved = self.checkpoints.resume_line(self.epochs) if self.checkpoints else None
+        if saved is None:
+            return 0, self.epochs
+        state = self.state(model)
+        checkpoint.restore(state, saved.arrays[: len(state)])
+        self.history = {key: list(values) for key, values in saved.history.items()}
+        self.seconds_before = saved.seconds
+        if self.stopping is not None and "stopping" in saved.extra:
+            self.stopping_state = dict(saved.extra["stopping"]) | {"best_weights": saved.arrays[len(state):] or None}
+            self.resume_stopping()
+        return saved.done, saved.done if saved.extra.get("stopped") else self.epochs
+
+    def resume_stopping(self) -> None:
+        """Early stopping as the checkpoint left it: its wait, best value and epoch, best weights."""
+        for name, value in (self.stopping_state or {}).items():
+            setattr(self.stopping, name, value)
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.started = time.perf_counter()
+        self.resume_stopping()  # EarlyStopping.on_train_begin, listed before, has just reset it
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(float(value))
+        if self.checkpoints is None or not self.checkpoints.enabled:
+            return
+        variables = self.state(self.model)
+        extra: dict = {"stopped": bool(self.model.stop_training)}
+        if self.stopping is not None:
+            extra["stopping"] = {"wait": self.stopping.wait, "best": self.stopping.best,
+                                 "best_epoch": self.stopping.best_epoch, "stopped_epoch": self.stopping.stopped_epoch}
+            variables += list(self.stopping.best_weights or [])
+        seconds = self.seconds_before + time.perf_counter() - self.started
+        self.checkpoints.save(epoch + 1, self.epochs, variables, self.history, extra, seconds)
+
+
+class Reporting(keras.callbacks.Callback):
+    """A search trial's hook (imgclf.sweep.trial) at each epoch's end: its validation metric reported,
+    the fit stopped by `trial.Pruned` when the study's pruner says so."""
+
+    def __init__(self, reporter: trial.Reporter):
+        super().__init__()
+        self.reporter = reporter
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.reporter.epoch_end(epoch + 1, logs or {})
+
+
+class KillAtStep(keras.callbacks.Callback):
+    """The kill-and-resume tests' hook (checkpoint.TEST_KILL): SIGKILL before training step N of the stage."""
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        checkpoint.test_kill("step", int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)) + 1)
 
 
 def head_columns(model: keras.Model) -> list[str]:

@@ -25,9 +25,11 @@ class Fitted:
                 "train_images_per_s": per_second, "train_images_per_s_per_replica": per_second / self.replicas}
 
 
-def log_dir(stage: str) -> Path:
-    """logs/<stage>/, emptied: the TensorBoard events of this run only (then logged to MLflow)."""
+def log_dir(stage: str, keep: bool = False) -> Path:
+    """logs/<stage>/, emptied: the TensorBoard events of this run only (then logged to MLflow). `keep`: a run
+    resumed from its checkpoint adds to the events of the epochs it resumes after."""
     folder = paths.tensorboard_dir(stage)
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
+    if not keep:
+        shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
     return folder

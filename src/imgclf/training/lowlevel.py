@@ -9,7 +9,7 @@ layer outputs.
 from __future__ import annotations
 
 import time
-from typing import Mapping, Protocol
+from typing import Any, Mapping, Protocol
 
 import numpy as np
 import tensorflow as tf
@@ -17,6 +17,8 @@ from tensorboard.plugins.histogram import metadata as histogram_metadata
 
 from imgclf.data import tfdata
 from imgclf.params import ConvnetParams, PerceptronParams
+from imgclf.sweep import trial
+from imgclf.training import checkpoint
 from imgclf.training.fitted import Fitted, log_dir
 
 HISTOGRAM_BUCKETS = 30  # tf.summary.histogram's default
@@ -29,6 +31,8 @@ class LowLevelModel(Protocol):
     def train_step(self, images: tf.Tensor, labels: tf.Tensor) -> StepResult: ...  # a tf.function
 
     def batch_metrics(self, images: tf.Tensor, labels: tf.Tensor) -> StepResult: ...
+
+    def state(self) -> list[tf.Variable]: ...  # every variable training changes, in a fixed order (checkpoints)
 
 
 def variable_summaries(name: str, variable: tf.Tensor, step: int) -> None:
@@ -102,15 +106,25 @@ def train(
     graph tab).
     """
     started = time.perf_counter()
-    events = log_dir(stage)
-    history: dict[str, list[float]] = {"loss": [], "accuracy": []}
+    checkpoints = checkpoint.active(stage)
+    saved = checkpoints.resume_line(config.steps, "step") if checkpoints else None
+    start = saved.done if saved else 0
+    if saved:
+        checkpoint.restore(model.state(), saved.arrays)
+    every = checkpoint.steps_between(checkpoints.setting, data.steps_per_epoch) if checkpoints else None
+    events = log_dir(stage, keep=start > 0)
+    history: dict[str, list[float]] = saved.history if saved else {"loss": [], "accuracy": []}
     folders = ("train", "validation", "test") if test_every else ("train", "validation")
     writers = {name: tf.summary.create_file_writer(str(events / name)) for name in folders}
     first_test_batch = next(iter(data.test)) if test_every else None
-    epoch_losses: list[float] = []
-    epoch_accuracies: list[float] = []
-    batches = data.train.repeat().take(config.steps)
-    for step, (images, labels) in enumerate(batches, start=1):
+    reporter = trial.active(stage)  # a search's trial: report the validation metric, stop if pruned
+    # The per-step figures of the epoch under way (a checkpoint between two epoch ends keeps them).
+    epoch_losses: list[float] = saved.extra["epoch_losses"] if saved else []
+    epoch_accuracies: list[float] = saved.extra["epoch_accuracies"] if saved else []
+    # The seeded stream from where the checkpoint left it: the batches already trained on, skipped.
+    batches = data.train.repeat().skip(start).take(config.steps - start)
+    for step, (images, labels) in enumerate(batches, start=start + 1):
+        checkpoint.test_kill("step", step)
         loss, accuracy, tensors = model.train_step(images, labels)
         epoch_losses.append(float(loss))
         epoch_accuracies.append(float(accuracy))
@@ -122,21 +136,32 @@ def train(
             test_loss, test_accuracy = evaluate(model, data.test)
             with writers["test"].as_default():
                 _summaries(tf.constant(test_loss), tf.constant(test_accuracy), model.batch_metrics(*first_test_batch)[2], step)
-        if step % data.steps_per_epoch and step != config.steps:
-            continue
-        history["loss"].append(float(np.mean(epoch_losses)))
-        history["accuracy"].append(float(np.mean(epoch_accuracies)))
-        epoch_losses, epoch_accuracies = [], []
-        if data.validation is not None:
-            validation_loss, validation_accuracy = evaluate(model, data.validation)
-            history.setdefault("val_loss", []).append(validation_loss)
-            history.setdefault("val_accuracy", []).append(validation_accuracy)
-            with writers["validation"].as_default():
-                tf.summary.scalar("loss", validation_loss, step=step)
-                tf.summary.scalar("accuracy", validation_accuracy, step=step)
-        epoch = len(history["loss"])
-        print(f"{stage}: epoch {epoch}, step {step}/{config.steps}: "
-              + ", ".join(f"{key} {values[-1]:.4f}" for key, values in history.items()), flush=True)
+        if step % data.steps_per_epoch == 0 or step == config.steps:
+            _end_epoch(model, data, history, epoch_losses, epoch_accuracies, writers["validation"], step)
+            epoch_losses, epoch_accuracies = [], []
+            print(f"{stage}: epoch {len(history['loss'])}, step {step}/{config.steps}: "
+                  + ", ".join(f"{key} {values[-1]:.4f}" for key, values in history.items()), flush=True)
+            if reporter:
+                reporter.epoch_end(len(history["loss"]), {key: values[-1] for key, values in history.items()})
+        if every and (step % every == 0 or step == config.steps):
+            seconds = (saved.seconds if saved else 0.0) + time.perf_counter() - started
+            checkpoints.save(step, config.steps, model.state(), history,
+                             {"epoch_losses": epoch_losses, "epoch_accuracies": epoch_accuracies}, seconds)
     for writer in writers.values():
         writer.close()
-    return Fitted(history, time.perf_counter() - started, config.steps * config.batch_size)
+    seconds = (saved.seconds if saved else 0.0) + time.perf_counter() - started
+    return Fitted(history, seconds, config.steps * config.batch_size)
+
+
+def _end_epoch(model: LowLevelModel, data: tfdata.SplitData, history: dict[str, list[float]], losses: list[float],
+               accuracies: list[float], writer: Any, step: int) -> None:
+    """An epoch's history entry: the mean of its steps' figures, and the validation hold-out's."""
+    history["loss"].append(float(np.mean(losses)))
+    history["accuracy"].append(float(np.mean(accuracies)))
+    if data.validation is not None:
+        validation_loss, validation_accuracy = evaluate(model, data.validation)
+        history.setdefault("val_loss", []).append(validation_loss)
+        history.setdefault("val_accuracy", []).append(validation_accuracy)
+        with writer.as_default():
+            tf.summary.scalar("loss", validation_loss, step=step)
+            tf.summary.scalar("accuracy", validation_accuracy, step=step)
