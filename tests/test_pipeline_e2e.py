@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 from imgclf.params import apply_overrides
 from imgclf.pipeline.stages import MODEL_STAGES
 
+from helpers.browser import CHROMIUM, launch
 from helpers.dvc_project import make_project, run
 from helpers.workspace import REPO, STAGE_RUNS
 
@@ -56,6 +57,35 @@ def assert_champion_is_the_winner(project: Path) -> None:
     assert len(versions) == len({version.run_id for version in versions})
 
 
+def assert_plots_page_shows_the_mistakes(project: Path, out: Path) -> None:
+    """`dvc plots show` renders every model stage's gallery (and the convolutional ones' Grad-CAM) as images.
+
+    In headless Chromium where it is installed (CI installs it): each of them decoded on the page, and a
+    screenshot of the page at reports/dvc-plots-show.png for a look.
+    """
+    run(["dvc", "plots", "show", "--out", str(out)], project)
+    expected = [f"plots/{stage}/mistakes.png" for stage in MODEL_STAGES]
+    expected += [f"plots/{stage}/gradcam.png" for stage in MODEL_STAGES if stage != "perceptron"]
+    sources = {plot: "static/workspace_" + plot.replace("/", "_") for plot in expected}
+    page_html = (out / "index.html").read_text()
+    for plot, source in sources.items():
+        assert f'<img src="{source}">' in page_html, plot
+        assert (out / source).read_bytes() == (project / plot).read_bytes()
+    if CHROMIUM is None:
+        return
+    screenshot = REPO / "reports" / "dvc-plots-show.png"
+    screenshot.parent.mkdir(exist_ok=True)
+    with launch() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto((out / "index.html").as_uri())
+        page.wait_for_load_state("load")
+        widths = dict(page.eval_on_selector_all(
+            "img", "images => images.map(image => [image.getAttribute('src'), image.naturalWidth])"))
+        page.screenshot(path=str(screenshot), full_page=True)
+    for plot, source in sources.items():
+        assert widths[source] > 0, (plot, widths)  # decoded by the browser, not a broken image
+
+
 @pytest.mark.slow
 def test_pipeline_reruns_exactly_what_changed_and_lineage_survives_the_run_cache(tmp_path):
     project = make_project(tmp_path / "project", ALL_STAGES, TINY)
@@ -68,6 +98,7 @@ def test_pipeline_reruns_exactly_what_changed_and_lineage_survives_the_run_cache
     assert leaderboard == "# Leaderboard\n\n" + compare(project, "--pipeline-id", pipeline)
     assert "up to date" in run(["dvc", "status"], project).stdout
     assert_champion_is_the_winner(project)
+    assert_plots_page_shows_the_mistakes(project, tmp_path / "plots-page")
 
     assert repro(project) == (set(), set())  # nothing changed, nothing runs
 
