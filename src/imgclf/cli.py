@@ -1,7 +1,8 @@
-"""`python -m imgclf inspect | compare | predict | explain | serve | server | server-stop | remote | migrate-store | sweep | search | deps`:
-a look at your images, the leaderboard with the MLflow runs behind it, classifying and explaining images, serving the champion,
-a team's tracking server and DVC remote, moving a local store's runs to it, a grid of DVC experiments, an Optuna search
-whose trials are DVC experiments, the dvc.yaml deps contract."""
+"""`python -m imgclf inspect | pack | compare | predict | explain | serve | server | server-stop | remote | migrate-store |
+sweep | search | deps`: a look at your images, packing a large folder into shards, the leaderboard with the MLflow runs
+behind it, classifying and explaining images, serving the champion, a team's tracking server and DVC remote, moving a
+local store's runs to it, a grid of DVC experiments, an Optuna search whose trials are DVC experiments, the dvc.yaml
+deps contract."""
 
 from __future__ import annotations
 
@@ -50,6 +51,18 @@ def parser() -> argparse.ArgumentParser:
     look.add_argument("path", nargs="?", help="a folder, a .zip/.tar of one, or a labels CSV (default: params.yaml's "
                       "data.path for data.source folder/csv, else data/split)")
     look.add_argument("--format", choices=("table", "json"), default="table")
+    packing = commands.add_parser(
+        "pack", help="pack a folder of images (or an archive of one) into a few large shards and an index, for "
+        "sets too large for DVC to track file by file; data.path can point at the result",
+        description="Writes OUT/index.csv, OUT/pack.json and TFRecord shards of about --shard-mb each, files in "
+        "path order. Packing again after a change rewrites only the shards holding changed, added or removed "
+        "files (the others are hard-linked from the previous pack); the same files always give the same bytes. "
+        "A killed pack leaves OUT as it was.",
+    )
+    packing.add_argument("folder", help="a folder of images (class folders or any layout), or a .zip/.tar of one")
+    packing.add_argument("out", help="the pack to write or update: a new or empty folder, or an earlier pack")
+    packing.add_argument("--shard-mb", type=float, default=128.0,
+                         help="average shard size in MB (128; kept by later packs of the same OUT)")
     compare = commands.add_parser(
         "compare", help="print the leaderboard of metrics/*.json with the MLflow runs behind it, or of chosen runs",
         description="By default the leaderboard of metrics/*.json (what DVC tracks), with the runs that "
@@ -299,6 +312,26 @@ def inspect_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def pack_command(args: argparse.Namespace) -> int:
+    """pack: FOLDER's files into OUT's shards; a one-line summary, and the files that could not be read."""
+    from imgclf.data import shards, snapshot
+
+    folder, out = Path(args.folder).resolve(), Path(args.out).resolve()
+    if not args.shard_mb > 0:
+        raise UserError(f"--shard-mb = {args.shard_mb}: give a size in MB above 0")
+    if out == folder or out.is_relative_to(folder) or folder.is_relative_to(out):
+        raise UserError(f"pack {args.folder} {args.out}: OUT must be outside FOLDER (and FOLDER outside OUT)")
+    members, _ = snapshot.members("folder", args.folder)
+    done = shards.pack(members, out, args.shard_mb,
+                       progress=lambda count: print(f"pack: {count:,} of {len(members):,} files", flush=True))
+    print(f"pack: {done.files:,} files, {done.bytes / 1e6:,.1f} MB in {done.shards} shards at {args.out}; "
+          f"{done.written} shard(s) written ({done.written_bytes / 1e6:,.1f} MB), "
+          f"{done.shards - done.written} unchanged; {len(done.skipped)} file(s) skipped", flush=True)
+    for name, reason in done.skipped:
+        print(f"  skipped {name}: {reason}")
+    return 0
+
+
 def explain_command(args: argparse.Namespace) -> int:
     """explain: imported here, so that other commands do not pay for importing TensorFlow."""
     from imgclf.inference import predict
@@ -379,7 +412,7 @@ def deps_command(args: argparse.Namespace) -> int:
 
 # Every subcommand the parser defines, and the function that runs it: nothing falls through.
 COMMANDS = {
-    "inspect": inspect_command, "compare": compare_command, "predict": predict_command, "explain": explain_command,
+    "inspect": inspect_command, "pack": pack_command, "compare": compare_command, "predict": predict_command, "explain": explain_command,
     "serve": serve_command, "server": team_command, "server-stop": team_command, "remote": team_command,
     "migrate-store": team_command, "sweep": sweep_command, "search": search_command, "deps": deps_command,
 }

@@ -1,7 +1,8 @@
 """Your own images (data.source folder | csv): data.path, snapshotted into data/raw by the download stage.
 
-data.path is a folder of images, a .zip / .tar / .tar.gz / .tgz archive of one, or (csv) a CSV file
-with a `path` column (relative to the CSV's folder) and a `label` column. The download stage writes
+data.path is a folder of images, a .zip / .tar / .tar.gz / .tgz archive of one, a folder packed by
+`python -m imgclf pack` (imgclf.data.shards: its files read back through its index), or (csv) a CSV
+file with a `path` column (relative to the CSV's folder) and a `label` column. The download stage writes
 data/raw/images.zip — a stored zip of the files under their paths relative to data.path, sorted,
 with fixed timestamps, so the same files give the same bytes — plus data/raw/labels.csv for a CSV.
 DVC caches that snapshot: a teammate reproduces from it without the original folder.
@@ -26,6 +27,7 @@ import pandas as pd
 
 from imgclf import paths
 from imgclf.data import archive as archive_module
+from imgclf.data import shards
 from imgclf.errors import UserError
 
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
@@ -63,6 +65,8 @@ def members(source: str, value: str, label_columns: tuple[str, ...] = ("label",)
     labels = None
     if source == "csv":
         found, labels = _csv_members(path, value, label_columns)
+    elif path.is_dir() and shards.is_pack(path):
+        found = _packed_members(path)
     elif path.is_dir():
         found = _folder_members(path, value)
     elif path.is_file() and path.name.lower().endswith(ARCHIVES):
@@ -93,6 +97,12 @@ def _folder_members(root: Path, value: str) -> list[Member]:
             if not ignored(relative):  # a broken link has no size; reading it fails and is reported
                 members.append(Member(relative, full.stat().st_size if full.exists() else 0, full.read_bytes))
     return members
+
+
+def _packed_members(folder: Path) -> list[Member]:
+    """Every file of a pack, by its index; reading one checks its sha256 (a damaged one is skipped)."""
+    reader = shards.Reader(folder)
+    return [Member(entry.path, entry.size, lambda entry=entry: reader.read(entry)) for entry in shards.entries(folder)]
 
 
 def _archive_members(path: Path, value: str) -> list[Member]:

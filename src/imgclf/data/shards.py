@@ -1,0 +1,233 @@
+"""Packed images: a folder's files in a few large shards plus an index, for sets of a million files.
+
+`python -m imgclf pack FOLDER OUT` writes OUT/ with
+  - pack.json: what this is (format, version), the boundary modulus, files, bytes and shards;
+  - index.csv: one row per file, sorted by path: path, size, sha256, shard, offset;
+  - shard-<16 hex>.tfrecord: TFRecord files (tf.data.TFRecordDataset reads them) whose records are the
+    files' bytes, in path order; `offset` is where a file's bytes start in its shard.
+
+Shard boundaries are content-defined: a shard ends after a file whose path hashes to 0 modulo
+`modulus` (a power of two chosen from --shard-mb by the first pack, kept by later ones), so adding,
+removing or editing one file changes only the shard that holds it; the other shards keep their bytes
+and their names (named by what they hold), and DVC pushes only the one that changed. The same files
+always give the same bytes. The new pack is written beside OUT and replaces it in one rename, its
+unchanged shards hard-linked from the old pack rather than copied: a killed pack leaves OUT as it was.
+
+A packed folder is a data.path like any folder: imgclf.data.snapshot reads its files back through the
+index, each checked against its sha256 (a damaged one is skipped and reported, as an unreadable file is).
+DVC then stats a few shards instead of every image on each `dvc status`.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Callable, Iterator, Protocol
+
+from imgclf import atomic
+from imgclf.errors import UserError
+
+FORMAT = "imgclf-pack"
+VERSION = 1
+INFO = "pack.json"
+INDEX = "index.csv"
+INDEX_COLUMNS = ["path", "size", "sha256", "shard", "offset"]
+RECORD_HEADER = 12  # TFRecord framing: uint64 length + uint32 CRC before the data, uint32 CRC after
+RECORD_FOOTER = 4
+DEFAULT_SHARD_MB = 128
+SHARD_NAME = re.compile(r"shard-[0-9a-f]{16}\.tfrecord")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One file of a pack: its path (relative, POSIX), size, sha256, and where its bytes are."""
+
+    path: str
+    size: int
+    sha256: str
+    shard: str
+    offset: int
+
+
+def is_pack(folder: Path) -> bool:
+    """A folder written by `pack` (its pack.json says so): what the data is, not what it is called."""
+    info = Path(folder) / INFO
+    if not info.is_file():
+        return False
+    try:
+        return json.loads(info.read_text(encoding="utf-8")).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def read_info(folder: Path) -> dict:
+    info = json.loads((Path(folder) / INFO).read_text(encoding="utf-8"))
+    if info.get("version") != VERSION:
+        raise UserError(f"{folder}: packed by another imgclf (pack version {info.get('version')}, this one reads "
+                        f"{VERSION}): pack the original folder again with `python -m imgclf pack`")
+    return info
+
+
+def entries(folder: Path) -> Iterator[Entry]:
+    """The pack's files, in path order, streamed from its index (memory flat in the number of files)."""
+    folder = Path(folder)
+    read_info(folder)
+    try:
+        with open(folder / INDEX, newline="", encoding="utf-8") as stream:
+            reader = csv.reader(stream)
+            if next(reader, None) != INDEX_COLUMNS:
+                raise UserError(f"{folder / INDEX}: not a pack index (columns {', '.join(INDEX_COLUMNS)}): "
+                                f"pack the original folder again")
+            for line, row in enumerate(reader, start=2):
+                try:
+                    path, size, sha256, shard, offset = row
+                    entry = Entry(path, int(size), sha256, shard, int(offset))
+                except ValueError:
+                    raise UserError(f"{folder / INDEX}: line {line} is damaged: pack the original folder again") from None
+                parts = PurePosixPath(path).parts
+                if not path or path.startswith("/") or ".." in parts or not SHARD_NAME.fullmatch(shard):
+                    raise UserError(f"{folder / INDEX}: line {line} names {path!r} in {shard!r}, outside the pack: "
+                                    f"refusing the whole pack")
+                yield entry
+    except FileNotFoundError:
+        raise UserError(f"{folder}: has pack.json but no {INDEX}: pack the original folder again") from None
+
+
+class Reader:
+    """Reads files' bytes out of a pack's shards, checking each against its sha256; keeps the shards open."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self._open: dict[str, int] = {}
+
+    def read(self, entry: Entry) -> bytes:
+        """The file's bytes; OSError (which the snapshot reports as a skip) when missing or damaged."""
+        descriptor = self._open.get(entry.shard)
+        if descriptor is None:
+            descriptor = self._open[entry.shard] = os.open(self.folder / entry.shard, os.O_RDONLY)
+        data = os.pread(descriptor, entry.size, entry.offset)
+        if len(data) != entry.size or hashlib.sha256(data).hexdigest() != entry.sha256:
+            raise OSError(f"damaged in {entry.shard}: its bytes do not match the index's sha256")
+        return data
+
+    def close(self) -> None:
+        for descriptor in self._open.values():
+            os.close(descriptor)
+        self._open.clear()
+
+
+def boundary(path: str, modulus: int) -> bool:
+    """Whether a shard ends after the file at `path`: decided by the path alone, so shards are local."""
+    return int.from_bytes(hashlib.sha256(path.encode("utf-8")).digest()[:8], "big") % modulus == 0
+
+
+def modulus_for(total_bytes: int, files: int, shard_mb: float) -> int:
+    """Files per shard on average, a power of two (so a few more or fewer files rarely change it)."""
+    if not files:
+        return 1
+    wanted = shard_mb * 1024 * 1024 / max(1.0, total_bytes / files)
+    return 1 << max(0, round(math.log2(max(1.0, wanted))))
+
+
+class Source(Protocol):
+    """One file to pack (imgclf.data.snapshot.Member): its path relative to the folder, size, and reader."""
+
+    name: str
+    size: int
+    read: Callable[[], bytes]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    files: int
+    bytes: int
+    shards: int
+    written: int  # shards written by this pack; the others were unchanged and linked from the old pack
+    written_bytes: int
+    skipped: list[tuple[str, str]]
+
+
+def pack(sources: list[Source], target: Path, shard_mb: float = DEFAULT_SHARD_MB,
+         progress: Callable[[int], None] | None = None) -> Outcome:
+    """Write (or update) the pack at `target` from `sources`; a file that cannot be read is skipped and listed."""
+    import tensorflow as tf  # TFRecord framing (its CRC32C); only packing needs TensorFlow
+
+    target = Path(target)
+    previous = target if is_pack(target) else None
+    if previous is None and target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise UserError(f"{target}: exists and is not a pack: give a new or empty folder (a pack never replaces "
+                        f"other files)")
+    old_info = read_info(previous) if previous else {}
+    ordered = sorted(sources, key=lambda source: source.name)
+    if "modulus" in old_info and old_info.get("shard_mb") == shard_mb:
+        modulus = int(old_info["modulus"])
+    else:
+        modulus = modulus_for(sum(source.size for source in ordered), len(ordered), shard_mb)
+    old_shards = {path.name for path in previous.glob("shard-*.tfrecord")} if previous else set()
+    skipped: list[tuple[str, str]] = []
+    written = written_bytes = total = 0
+    shards: list[str] = []
+    with atomic.directory(target) as temp, open(temp / INDEX, "w", newline="", encoding="utf-8") as index_stream:
+        index = csv.writer(index_stream, lineterminator="\n")
+        index.writerow(INDEX_COLUMNS)
+        group: list[tuple[str, bytes, str]] = []  # (path, bytes, sha256) of the shard being filled
+
+        def flush() -> None:
+            nonlocal written, written_bytes
+            if not group:
+                return
+            content = hashlib.sha256()
+            for path, _, digest in group:
+                content.update(f"{path}\0{digest}\n".encode())
+            name = f"shard-{content.hexdigest()[:16]}.tfrecord"
+            offset = 0
+            rows = []
+            for path, data, digest in group:
+                rows.append([path, len(data), digest, name, offset + RECORD_HEADER])
+                offset += RECORD_HEADER + len(data) + RECORD_FOOTER
+            if name in old_shards and (previous / name).stat().st_size == offset:
+                _link_or_copy(previous / name, temp / name)
+            else:
+                with tf.io.TFRecordWriter(str(temp / name)) as writer:
+                    for _, data, _ in group:
+                        writer.write(data)
+                written += 1
+                written_bytes += offset
+            index.writerows(rows)
+            shards.append(name)
+            group.clear()
+
+        for number, source in enumerate(ordered, start=1):
+            try:
+                data = source.read()
+            except OSError as error:
+                skipped.append((source.name, f"unreadable ({str(error)[:60]})"))
+                continue
+            group.append((source.name, data, hashlib.sha256(data).hexdigest()))
+            total += len(data)
+            if boundary(source.name, modulus):
+                flush()
+            if progress and number % 10_000 == 0:
+                progress(number)
+        flush()
+        index_stream.flush()
+        files = len(ordered) - len(skipped)
+        info = {"format": FORMAT, "version": VERSION, "shard_mb": shard_mb, "modulus": modulus,
+                "files": files, "bytes": total, "shards": len(shards)}
+        (temp / INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return Outcome(files, total, len(shards), written, written_bytes, skipped)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """An unchanged shard: the same blocks (a hard link) where the file system allows, else a copy."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)

@@ -1,0 +1,195 @@
+"""`python -m imgclf pack`: a folder's files in content-defined TFRecord shards, read back as data.path."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+import tensorflow as tf
+
+from imgclf import cli
+from imgclf.data import shards, snapshot
+
+from helpers.workspace import pattern_image
+
+SHARD_MB = 0.02  # ~20 files a shard here: many shards from a few hundred small images
+
+
+def image(label: int, index: int, side: int = 16) -> bytes:
+    buffer = io.BytesIO()
+    pattern_image(label, index, (side, side), rgb=True).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def folder_of_images(root: Path, per_class: int = 150) -> Path:
+    for label, name in enumerate(("cat", "dog")):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for index in range(per_class):
+            (root / name / f"{index:04d}.png").write_bytes(image(label, index))
+    (root / ".DS_Store").write_bytes(b"\0")  # hidden: not part of the data
+    return root
+
+
+def pack(folder: Path, out: Path) -> shards.Outcome:
+    members, _ = snapshot.members("folder", str(folder))
+    return shards.pack(members, out, SHARD_MB)
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+
+
+def inodes(folder: Path) -> dict[str, int]:
+    return {path.name: path.stat().st_ino for path in folder.glob("shard-*.tfrecord")}
+
+
+def test_the_same_folder_gives_the_same_shard_bytes_readable_by_tf_data(tmp_path):
+    folder = folder_of_images(tmp_path / "images")
+    first, second = pack(folder, tmp_path / "a"), pack(folder, tmp_path / "b")
+
+    assert files(tmp_path / "a") == files(tmp_path / "b")
+    assert first.files == 300 and first.shards == len(inodes(tmp_path / "a")) and first.shards > 5
+    assert first.written == first.shards and second == first
+    index = list(shards.entries(tmp_path / "a"))
+    assert [entry.path for entry in index] == sorted(f"{name}/{i:04d}.png" for name in ("cat", "dog") for i in range(150))
+    # TensorFlow reads the shards natively: in index order, the records are the files' bytes.
+    ordered_shards = list(dict.fromkeys(entry.shard for entry in index))
+    records = [record.numpy() for record in tf.data.TFRecordDataset([str(tmp_path / "a" / name) for name in ordered_shards])]
+    assert records == [(folder / entry.path).read_bytes() for entry in index]
+    info = json.loads((tmp_path / "a" / shards.INFO).read_text())
+    assert info["files"] == 300 and info["bytes"] == sum((folder / entry.path).stat().st_size for entry in index)
+
+
+def test_one_changed_image_rewrites_only_the_shard_that_holds_it(tmp_path):
+    folder = folder_of_images(tmp_path / "images")
+    out = tmp_path / "pack"
+    pack(folder, out)
+    before = inodes(out)
+    by_path = {entry.path: entry.shard for entry in shards.entries(out)}
+
+    (folder / "cat" / "0042.png").write_bytes(image(1, 999))  # edited
+    done = pack(folder, out)
+    after = inodes(out)
+    assert done.written == 1 and set(after) - set(before) and len(set(before) - set(after)) == 1
+    assert set(before) - set(after) == {by_path["cat/0042.png"]}  # the one shard that held it
+    assert all(after[name] == before[name] for name in set(before) & set(after))  # hard-linked, not rewritten
+    assert done.written_bytes < done.bytes / 5
+
+    (folder / "dog" / "0007.png").unlink()
+    (folder / "dog" / "0007b.png").write_bytes(image(1, 1007))  # removed and added: at most their shards change
+    again = pack(folder, out)
+    assert 1 <= again.written <= 3 and len(set(inodes(out)) - set(after)) == again.written
+    assert again.files == 300
+
+
+def test_a_pack_is_a_data_path_that_snapshots_to_the_same_bytes_as_its_folder(tmp_path):
+    folder = folder_of_images(tmp_path / "images")
+    pack(folder, tmp_path / "pack")
+    for name, source in (("from-folder", folder), ("from-pack", tmp_path / "pack")):
+        (tmp_path / name).mkdir()
+        summary = snapshot.snapshot("folder", str(source), tmp_path / name, 1 << 20)
+        assert summary == {"files": 300, "skipped": []}
+    assert (tmp_path / "from-folder" / "images.zip").read_bytes() == (tmp_path / "from-pack" / "images.zip").read_bytes()
+
+    entry = next(entry for entry in shards.entries(tmp_path / "pack") if entry.path == "dog/0100.png")
+    shard = tmp_path / "pack" / entry.shard
+    damaged = bytearray(shard.read_bytes())
+    damaged[entry.offset + 30] ^= 0xFF
+    shard.write_bytes(bytes(damaged))
+    (tmp_path / "damaged").mkdir()
+    summary = snapshot.snapshot("folder", str(tmp_path / "pack"), tmp_path / "damaged", 1 << 20)
+    assert summary["files"] == 299
+    [(name, reason)] = summary["skipped"]
+    assert name == "dog/0100.png" and "damaged in shard-" in reason
+    with zipfile.ZipFile(tmp_path / "damaged" / "images.zip") as opened:
+        assert "dog/0100.png" not in opened.namelist() and len(opened.namelist()) == 299
+
+
+def test_inspect_sees_a_pack_as_it_sees_its_folder(tmp_path, workspace, capsys):
+    folder = folder_of_images(tmp_path / "images", per_class=20)
+    (folder / "dog" / "notes.png").write_text("not an image")
+    (folder / "dog" / "again.png").write_bytes((folder / "cat" / "0003.png").read_bytes())
+    pack(folder, tmp_path / "pack")
+    found = []
+    for target in (folder, tmp_path / "pack"):
+        with pytest.raises(SystemExit) as done:
+            cli.main(["inspect", str(target), "--format", "json"])
+        assert done.value.code == 0
+        found.append(json.loads(capsys.readouterr().out))
+    folder_findings, pack_findings = ({key: value for key, value in findings.items() if key not in ("path", "command")}
+                                      for findings in found)
+    assert folder_findings == pack_findings
+    assert pack_findings["not_images"] == ["dog/notes.png"] and pack_findings["classes"] == {"cat": 20, "dog": 21}
+    assert pack_findings["duplicates_across_classes"] == [["cat/0003.png", "dog/again.png"]]
+    assert found[1]["command"] == found[0]["command"].replace(str(folder), str(tmp_path / "pack"))
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in folder.iterdir()}
+
+
+def test_a_killed_pack_leaves_the_previous_pack_and_nothing_half_written(tmp_path):
+    folder = folder_of_images(tmp_path / "images")
+    out = tmp_path / "pack"
+    pack(folder, out)
+    before = _digest(out)
+    for index in range(150):
+        (folder / "cat" / f"{index:04d}.png").write_bytes(image(1, 500 + index))
+    os.mkfifo(folder / "dog" / "zzzz.png")  # read last: a pipe no one writes blocks the pack mid-way
+
+    command = [sys.executable, "-m", "imgclf", "pack", str(folder), str(out), "--shard-mb", str(SHARD_MB)]
+    packing = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(len(list(temp.glob("shard-*"))) > 3 for temp in tmp_path.glob(".pack.tmp-*")):
+            assert packing.poll() is None and time.monotonic() < deadline, "the pack never got under way"
+            time.sleep(0.05)
+        packing.send_signal(signal.SIGKILL)
+    finally:
+        packing.wait()
+    assert _digest(out) == before  # the previous pack, whole, still in place
+    assert list(tmp_path.glob(".pack.tmp-*"))  # the killed pack's folder, beside it (not inside what DVC tracks)
+
+    (folder / "dog" / "zzzz.png").unlink()
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not list(tmp_path.glob(".pack.*")) and _digest(out) != before
+    assert [entry.path for entry in shards.entries(out)][:3] == ["cat/0000.png", "cat/0001.png", "cat/0002.png"]
+
+
+def test_pack_refuses_what_it_must_not_touch_in_one_line(tmp_path):
+    folder = folder_of_images(tmp_path / "images", per_class=5)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("keep me")
+    cases = {
+        "inside": ([str(folder), str(folder / "packed")], "OUT must be outside FOLDER"),
+        "not a pack": ([str(folder), str(tmp_path / "mine")], "exists and is not a pack"),
+        "size": ([str(folder), str(tmp_path / "p"), "--shard-mb", "0"], "--shard-mb = 0.0"),
+        "missing": ([str(tmp_path / "nowhere"), str(tmp_path / "p")], "no such folder"),
+    }
+    for name, (argv, message) in cases.items():
+        done = subprocess.run([sys.executable, "-m", "imgclf", "pack", *argv], capture_output=True, text=True)
+        lines = [line for line in done.stderr.splitlines() if line.startswith("imgclf:")]
+        assert done.returncode == 2 and len(lines) == 1 and message in lines[0], (name, done.stderr[-800:])
+    assert (tmp_path / "mine" / "thesis.tex").read_text() == "keep me" and not (tmp_path / "p").exists()
+
+
+def test_an_index_naming_a_file_outside_the_pack_refuses_the_whole_pack(tmp_path):
+    folder = folder_of_images(tmp_path / "images", per_class=5)
+    pack(folder, tmp_path / "pack")
+    index = tmp_path / "pack" / shards.INDEX
+    lines = index.read_text().splitlines()
+    path, size, digest, shard, offset = lines[1].split(",")
+    for bad in (f"../{path},{size},{digest},{shard},{offset}", f"{path},{size},{digest},../../etc/passwd,{offset}"):
+        index.write_text("\n".join([lines[0], bad, *lines[2:]]) + "\n")
+        with pytest.raises(Exception, match="outside the pack: refusing the whole pack"):
+            snapshot.members("folder", str(tmp_path / "pack"))
