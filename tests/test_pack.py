@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from imgclf import cli
 from imgclf.data import shards, snapshot
+from imgclf.errors import UserError
 
 from helpers.workspace import pattern_image
 
@@ -67,6 +68,9 @@ def test_the_same_folder_gives_the_same_shard_bytes_readable_by_tf_data(tmp_path
     assert records == [(folder / entry.path).read_bytes() for entry in index]
     info = json.loads((tmp_path / "a" / shards.INFO).read_text())
     assert info["files"] == 300 and info["bytes"] == sum((folder / entry.path).stat().st_size for entry in index)
+    assert info["shards"] == ordered_shards  # each beside its index, shard-<hash>.csv
+    assert sorted(path.name for path in (tmp_path / "a").glob("*.csv")) == sorted(name.replace(".tfrecord", ".csv")
+                                                                                for name in ordered_shards)
 
 
 def test_one_changed_image_rewrites_only_the_shard_that_holds_it(tmp_path):
@@ -82,7 +86,7 @@ def test_one_changed_image_rewrites_only_the_shard_that_holds_it(tmp_path):
     assert done.written == 1 and set(after) - set(before) and len(set(before) - set(after)) == 1
     assert set(before) - set(after) == {by_path["cat/0042.png"]}  # the one shard that held it
     assert all(after[name] == before[name] for name in set(before) & set(after))  # hard-linked, not rewritten
-    assert done.written_bytes < done.bytes / 5
+    assert done.written_bytes < done.bytes / 5  # one shard and its index: what DVC pushes besides pack.json
 
     (folder / "dog" / "0007.png").unlink()
     (folder / "dog" / "0007b.png").write_bytes(image(1, 1007))  # removed and added: at most their shards change
@@ -186,10 +190,14 @@ def test_pack_refuses_what_it_must_not_touch_in_one_line(tmp_path):
 def test_an_index_naming_a_file_outside_the_pack_refuses_the_whole_pack(tmp_path):
     folder = folder_of_images(tmp_path / "images", per_class=5)
     pack(folder, tmp_path / "pack")
-    index = tmp_path / "pack" / shards.INDEX
+    info_file = tmp_path / "pack" / shards.INFO
+    info = json.loads(info_file.read_text())
+    index = tmp_path / "pack" / info["shards"][0].replace(".tfrecord", ".csv")
     lines = index.read_text().splitlines()
-    path, size, digest, shard, offset = lines[1].split(",")
-    for bad in (f"../{path},{size},{digest},{shard},{offset}", f"{path},{size},{digest},../../etc/passwd,{offset}"):
-        index.write_text("\n".join([lines[0], bad, *lines[2:]]) + "\n")
-        with pytest.raises(Exception, match="outside the pack: refusing the whole pack"):
-            snapshot.members("folder", str(tmp_path / "pack"))
+    path, size, digest, offset = lines[1].split(",")
+    index.write_text("\n".join([lines[0], f"../{path},{size},{digest},{offset}", *lines[2:]]) + "\n")
+    with pytest.raises(UserError, match=r"names '\.\./.*', outside the pack: refusing the whole pack"):
+        snapshot.members("folder", str(tmp_path / "pack"))
+    info_file.write_text(json.dumps(info | {"shards": ["../../etc/passwd", *info["shards"][1:]]}))
+    with pytest.raises(UserError, match="names files outside the pack: refusing the whole pack"):
+        snapshot.members("folder", str(tmp_path / "pack"))

@@ -52,12 +52,12 @@ def parser() -> argparse.ArgumentParser:
                       "data.path for data.source folder/csv, else data/split)")
     look.add_argument("--format", choices=("table", "json"), default="table")
     packing = commands.add_parser(
-        "pack", help="pack a folder of images (or an archive of one) into a few large shards and an index, for "
-        "sets too large for DVC to track file by file; data.path can point at the result",
-        description="Writes OUT/index.csv, OUT/pack.json and TFRecord shards of about --shard-mb each, files in "
-        "path order. Packing again after a change rewrites only the shards holding changed, added or removed "
-        "files (the others are hard-linked from the previous pack); the same files always give the same bytes. "
-        "A killed pack leaves OUT as it was.",
+        "pack", help="pack a folder of images (or an archive of one) into a few large indexed shards, for sets too "
+        "large for DVC to track file by file; data.path can point at the result",
+        description="Writes OUT/pack.json and TFRecord shards of about --shard-mb each, files in path order, each "
+        "shard with its index (path, size, sha256, offset). Packing again after a change rewrites only the shards "
+        "holding changed, added or removed files (the others are hard-linked from the previous pack); the same files "
+        "always give the same bytes. A killed pack leaves OUT as it was.",
     )
     packing.add_argument("folder", help="a folder of images (class folders or any layout), or a .zip/.tar of one")
     packing.add_argument("out", help="the pack to write or update: a new or empty folder, or an earlier pack")

@@ -1,21 +1,22 @@
-"""Packed images: a folder's files in a few large shards plus an index, for sets of a million files.
+"""Packed images: a folder's files in a few large shards, each with its index, for sets of a million files.
 
 `python -m imgclf pack FOLDER OUT` writes OUT/ with
-  - pack.json: what this is (format, version), the boundary modulus, files, bytes and shards;
-  - index.csv: one row per file, sorted by path: path, size, sha256, shard, offset;
+  - pack.json: what this is (format, version), the boundary modulus, files, bytes, and the shards in order;
   - shard-<16 hex>.tfrecord: TFRecord files (tf.data.TFRecordDataset reads them) whose records are the
-    files' bytes, in path order; `offset` is where a file's bytes start in its shard.
+    files' bytes, in path order;
+  - shard-<16 hex>.csv beside each: its files' path, size, sha256 and offset (where the bytes start).
 
 Shard boundaries are content-defined: a shard ends after a file whose path hashes to 0 modulo
 `modulus` (a power of two chosen from --shard-mb by the first pack, kept by later ones), so adding,
-removing or editing one file changes only the shard that holds it; the other shards keep their bytes
-and their names (named by what they hold), and DVC pushes only the one that changed. The same files
-always give the same bytes. The new pack is written beside OUT and replaces it in one rename, its
-unchanged shards hard-linked from the old pack rather than copied: a killed pack leaves OUT as it was.
+removing or editing one file changes only the shard that holds it: the other shards and their indexes
+keep their bytes and their names (named by what they hold), and DVC pushes that one shard, its index
+and pack.json. The same files always give the same bytes. The new pack is written beside OUT and
+replaces it in one rename, its unchanged shards hard-linked from the old pack rather than copied: a
+killed pack leaves OUT as it was.
 
 A packed folder is a data.path like any folder: imgclf.data.snapshot reads its files back through the
-index, each checked against its sha256 (a damaged one is skipped and reported, as an unreadable file is).
-DVC then stats a few shards instead of every image on each `dvc status`.
+indexes, each checked against its sha256 (a damaged one is skipped and reported, as an unreadable file
+is). DVC then stats a few shards instead of every image on each `dvc status`.
 """
 
 from __future__ import annotations
@@ -37,8 +38,7 @@ from imgclf.errors import UserError
 FORMAT = "imgclf-pack"
 VERSION = 1
 INFO = "pack.json"
-INDEX = "index.csv"
-INDEX_COLUMNS = ["path", "size", "sha256", "shard", "offset"]
+INDEX_COLUMNS = ["path", "size", "sha256", "offset"]  # each shard's <name>.csv
 RECORD_HEADER = 12  # TFRecord framing: uint64 length + uint32 CRC before the data, uint32 CRC after
 RECORD_FOOTER = 4
 DEFAULT_SHARD_MB = 128
@@ -76,28 +76,36 @@ def read_info(folder: Path) -> dict:
 
 
 def entries(folder: Path) -> Iterator[Entry]:
-    """The pack's files, in path order, streamed from its index (memory flat in the number of files)."""
+    """The pack's files, in path order, streamed shard by shard (memory flat in the number of files)."""
     folder = Path(folder)
-    read_info(folder)
-    try:
-        with open(folder / INDEX, newline="", encoding="utf-8") as stream:
+    names = read_info(folder).get("shards")
+    if not isinstance(names, list) or not all(isinstance(name, str) and SHARD_NAME.fullmatch(name) for name in names):
+        raise UserError(f"{folder / INFO}: its shards list is damaged or names files outside the pack: refusing the "
+                        f"whole pack; pack the original folder again")
+    for shard in names:
+        index = folder / _index_name(shard)
+        try:
+            stream = open(index, newline="", encoding="utf-8")
+        except FileNotFoundError:
+            raise UserError(f"{index}: missing from the pack: pack the original folder again") from None
+        with stream:
             reader = csv.reader(stream)
             if next(reader, None) != INDEX_COLUMNS:
-                raise UserError(f"{folder / INDEX}: not a pack index (columns {', '.join(INDEX_COLUMNS)}): "
+                raise UserError(f"{index}: not a shard index (columns {', '.join(INDEX_COLUMNS)}): "
                                 f"pack the original folder again")
             for line, row in enumerate(reader, start=2):
                 try:
-                    path, size, sha256, shard, offset = row
+                    path, size, sha256, offset = row
                     entry = Entry(path, int(size), sha256, shard, int(offset))
                 except ValueError:
-                    raise UserError(f"{folder / INDEX}: line {line} is damaged: pack the original folder again") from None
-                parts = PurePosixPath(path).parts
-                if not path or path.startswith("/") or ".." in parts or not SHARD_NAME.fullmatch(shard):
-                    raise UserError(f"{folder / INDEX}: line {line} names {path!r} in {shard!r}, outside the pack: "
-                                    f"refusing the whole pack")
+                    raise UserError(f"{index}: line {line} is damaged: pack the original folder again") from None
+                if not path or path.startswith("/") or ".." in PurePosixPath(path).parts:
+                    raise UserError(f"{index}: line {line} names {path!r}, outside the pack: refusing the whole pack")
                 yield entry
-    except FileNotFoundError:
-        raise UserError(f"{folder}: has pack.json but no {INDEX}: pack the original folder again") from None
+
+
+def _index_name(shard: str) -> str:
+    return shard.removesuffix(".tfrecord") + ".csv"
 
 
 class Reader:
@@ -150,7 +158,7 @@ class Outcome:
     bytes: int
     shards: int
     written: int  # shards written by this pack; the others were unchanged and linked from the old pack
-    written_bytes: int
+    written_bytes: int  # those shards and their indexes: what DVC stores and pushes anew
     skipped: list[tuple[str, str]]
 
 
@@ -174,9 +182,7 @@ def pack(sources: list[Source], target: Path, shard_mb: float = DEFAULT_SHARD_MB
     skipped: list[tuple[str, str]] = []
     written = written_bytes = total = 0
     shards: list[str] = []
-    with atomic.directory(target) as temp, open(temp / INDEX, "w", newline="", encoding="utf-8") as index_stream:
-        index = csv.writer(index_stream, lineterminator="\n")
-        index.writerow(INDEX_COLUMNS)
+    with atomic.directory(target) as temp:
         group: list[tuple[str, bytes, str]] = []  # (path, bytes, sha256) of the shard being filled
 
         def flush() -> None:
@@ -190,17 +196,21 @@ def pack(sources: list[Source], target: Path, shard_mb: float = DEFAULT_SHARD_MB
             offset = 0
             rows = []
             for path, data, digest in group:
-                rows.append([path, len(data), digest, name, offset + RECORD_HEADER])
+                rows.append([path, len(data), digest, offset + RECORD_HEADER])
                 offset += RECORD_HEADER + len(data) + RECORD_FOOTER
             if name in old_shards and (previous / name).stat().st_size == offset:
                 _link_or_copy(previous / name, temp / name)
+                _link_or_copy(previous / _index_name(name), temp / _index_name(name))
             else:
                 with tf.io.TFRecordWriter(str(temp / name)) as writer:
                     for _, data, _ in group:
                         writer.write(data)
+                with open(temp / _index_name(name), "w", newline="", encoding="utf-8") as stream:
+                    index = csv.writer(stream, lineterminator="\n")
+                    index.writerow(INDEX_COLUMNS)
+                    index.writerows(rows)
                 written += 1
-                written_bytes += offset
-            index.writerows(rows)
+                written_bytes += offset + (temp / _index_name(name)).stat().st_size
             shards.append(name)
             group.clear()
 
@@ -217,10 +227,9 @@ def pack(sources: list[Source], target: Path, shard_mb: float = DEFAULT_SHARD_MB
             if progress and number % 10_000 == 0:
                 progress(number)
         flush()
-        index_stream.flush()
         files = len(ordered) - len(skipped)
         info = {"format": FORMAT, "version": VERSION, "shard_mb": shard_mb, "modulus": modulus,
-                "files": files, "bytes": total, "shards": len(shards)}
+                "files": files, "bytes": total, "shards": shards}
         (temp / INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return Outcome(files, total, len(shards), written, written_bytes, skipped)
 
