@@ -4,6 +4,7 @@
     python benchmarks/run_all.py --only chapter        # the chapter workload (`make bench-chapter`)
     python benchmarks/run_all.py --only resume         # a killed finetune resumed (`make bench-resume`)
     python benchmarks/run_all.py --only search         # TPE against a grid of the same budget (`make bench-search`)
+    python benchmarks/run_all.py --only pack           # a million-file folder packed and tracked (`make bench-pack`)
     python benchmarks/run_all.py --only input_pipeline,backbone
     python benchmarks/run_all.py --summary-only        # rebuild the table from results/*.json
     python benchmarks/run_all.py --wait-quiet 600      # before each one, wait (up to 600 s) for a
@@ -48,8 +49,10 @@ BENCHMARKS: dict[str, list[str]] = {
     "export": ["export.py"],
     # Nor this (`make bench-search`): TPE against a grid of the same budget on the offline default, ~30 min.
     "search": ["search.py"],
+    # Nor this (`make bench-pack`): a 1,000,000-file folder generated, packed, and tracked by DVC, ~25 min.
+    "pack": ["pack.py", "--raw-folder"],
 }
-DEFAULT = [name for name in BENCHMARKS if name not in ("chapter", "resume", "export", "search")]
+DEFAULT = [name for name in BENCHMARKS if name not in ("chapter", "resume", "export", "search", "pack")]
 QUIET_LOAD = 0.7
 
 
@@ -229,6 +232,27 @@ def summary_rows() -> list[tuple[str, str, str, str, str]]:
                      "within 20 %", _mark(check["pass_split_rss_flat"])))
         rows.append(("own_images", f"no-op dvc repro, {max(data['images']):,}-file data.path",
                      f"{data['noop']['noop_median_s']:.2f} s", "<= 3 s", _mark(check["pass_noop_repro"])))
+    data = _load("pack")
+    if data:
+        rows.append(("pack", "load average (1 min) before / after", _loads(data), "< 0.7", ""))
+        for images, run in data["runs"].items():
+            rows.append(("pack", f"`imgclf pack`, {int(images):,} files",
+                         f"{run['pack']['seconds']:.0f} s, {run['pack']['peak_rss_mib']:.0f} MiB, {run['pack']['shards']} "
+                         f"shards; on disk {run['pack']['disk_bytes'] / 1e6:,.0f} MB (the folder: "
+                         f"{run['folder']['apparent_bytes'] / 1e6:,.0f} MB in files, {run['folder']['disk_bytes'] / 1e6:,.0f} "
+                         f"MB on disk)", "", ""))
+            changed = run["one_changed"]
+            rows.append(("pack", f"one changed image among {int(images):,}: repack, bytes to push, dvc status",
+                         f"{changed['seconds']:.0f} s, {changed['bytes_written'] / 1e6:,.1f} MB, {changed['status_s']:.1f} s",
+                         "", ""))
+            rows.append(("pack", f"no-op dvc repro (download), data.path = the pack of {int(images):,}",
+                         f"{run['noop_pack']['noop_median_s']:.2f} s", "<= 5 s", _mark(run["noop_pack"]["noop_median_s"] <= 5)))
+            if "noop_folder" in run:
+                rows.append(("pack", f"no-op dvc repro (download), data.path = the {int(images):,}-file folder",
+                             f"{run['noop_folder']['noop_median_s']:.2f} s", "", ""))
+        check = data["checks"]
+        rows.append(("pack", "the pack's disk use / the folder's bytes (largest)", f"{check['pack_disk_ratio']:.2f}",
+                     "<= 1.3", _mark(check["pass_pack_disk_ratio"])))
     data = _load("team_restart")
     if data:
         before = _load("team_restart_moto")  # the same script against the earlier, moto-backed server (--source)

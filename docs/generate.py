@@ -346,6 +346,26 @@ def inspect_time_block() -> str:
             f"(`benchmarks/own_images.py`).\n")
 
 
+def pack_block() -> str:
+    path = ROOT / "benchmarks" / "results" / "pack.json"
+    if not path.is_file():
+        return "Not measured yet (`make bench-pack`).\n"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    images = max(int(key) for key in data["runs"])
+    run = data["runs"][str(images)]
+    changed = run["one_changed"]
+    text = (f"Measured with {images:,} tiny files ({run['folder']['apparent_bytes'] / 1e6:,.0f} MB in files, "
+            f"{run['folder']['disk_bytes'] / 1e6:,.0f} MB on disk): `pack` took {run['pack']['seconds']:.0f} s "
+            f"(peak RSS {run['pack']['peak_rss_mib']:.0f} MiB) for {run['pack']['shards']} shard(s), "
+            f"{run['pack']['disk_bytes'] / 1e6:,.0f} MB on disk; after one changed image it took "
+            f"{changed['seconds']:.0f} s and wrote {changed['bytes_written'] / 1e6:,.1f} MB (what `dvc push` sends), and "
+            f"`dvc status` reported the change in {changed['status_s']:.1f} s. A no-op `dvc repro` of the download "
+            f"stage took {run['noop_pack']['noop_median_s']:.1f} s with the pack as data.path")
+    if "noop_folder" in run:
+        text += f", {run['noop_folder']['noop_median_s']:.1f} s with the folder itself"
+    return text + f". Machine: {_machine_line(data)} (`benchmarks/pack.py`).\n"
+
+
 def resume_time_block() -> str:
     path = ROOT / "benchmarks" / "results" / "resume.json"
     if not path.is_file():
@@ -449,6 +469,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "benchmarks": benchmarks_block,
     "chapter": chapter_block,
     "inspect-time": inspect_time_block,
+    "pack-figures": pack_block,
     "resume-time": resume_time_block,
     "export": export_block,
     "search": search_block,

@@ -109,26 +109,31 @@ def _index_name(shard: str) -> str:
 
 
 class Reader:
-    """Reads files' bytes out of a pack's shards, checking each against its sha256; keeps the shards open."""
+    """Reads files' bytes out of a pack's shards, checking each against its sha256.
+
+    Files are read in index order, so one shard is open at a time (the next one closes it)."""
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
-        self._open: dict[str, int] = {}
+        self._shard: str | None = None
+        self._descriptor = -1
 
     def read(self, entry: Entry) -> bytes:
         """The file's bytes; OSError (which the snapshot reports as a skip) when missing or damaged."""
-        descriptor = self._open.get(entry.shard)
-        if descriptor is None:
-            descriptor = self._open[entry.shard] = os.open(self.folder / entry.shard, os.O_RDONLY)
-        data = os.pread(descriptor, entry.size, entry.offset)
+        if entry.shard != self._shard:
+            self.close()
+            self._descriptor, self._shard = os.open(self.folder / entry.shard, os.O_RDONLY), entry.shard
+        data = os.pread(self._descriptor, entry.size, entry.offset)
         if len(data) != entry.size or hashlib.sha256(data).hexdigest() != entry.sha256:
             raise OSError(f"damaged in {entry.shard}: its bytes do not match the index's sha256")
         return data
 
     def close(self) -> None:
-        for descriptor in self._open.values():
-            os.close(descriptor)
-        self._open.clear()
+        if self._shard is not None:
+            os.close(self._descriptor)
+            self._shard, self._descriptor = None, -1
+
+    __del__ = close  # the last shard read, once no member needs the reader
 
 
 def boundary(path: str, modulus: int) -> bool:
