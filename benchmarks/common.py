@@ -169,6 +169,19 @@ def dvc_repro(project: Path, env: dict[str, str], *args: str) -> dict[str, Any]:
 # --- generated data ------------------------------------------------------------------------
 
 
+def noop_repros(project: Path, env: dict[str, str], repeats: int = 3) -> dict[str, Any]:
+    """A first `dvc repro`, then `repeats` timed ones that must run nothing: their seconds and median."""
+    import statistics
+
+    first = dvc_repro(project, env)
+    noops = []
+    for _ in range(repeats):
+        run = dvc_repro(project, env)
+        assert not run["ran"], run
+        noops.append(run["seconds"])
+    return {"first_repro_s": first["seconds"], "noop_s": noops, "noop_median_s": statistics.median(noops)}
+
+
 def photo(rng: np.random.Generator, label: int, width: int, height: int) -> Image.Image:
     """A photo-like RGB image: smooth background, a few blurred shapes whose colour hints at the
     class, fine noise (so JPEG size and decode cost resemble a real photo's)."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import io
 import shutil
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -81,15 +80,9 @@ def noop_repro(folder: Path, repeats: int = 3) -> dict:
     pipeline = {"stages": {name: pipeline["stages"][name] for name in ("download", "split")}}
     (project / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
     common.apply_overrides(project / "params.yaml", OWN | {"data.path": str(folder)})
-    env = common.stage_env(project, project)
-    first = common.dvc_repro(project, env)
-    noops = []
-    for _ in range(repeats):
-        run = common.dvc_repro(project, env)
-        assert not run["ran"], run
-        noops.append(run["seconds"])
+    result = common.noop_repros(project, common.stage_env(project, project), repeats)
     shutil.rmtree(project.parent, ignore_errors=True)
-    return {"first_repro_s": first["seconds"], "noop_s": noops, "noop_median_s": statistics.median(noops)}
+    return result
 
 
 def main() -> None:

@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -63,16 +62,6 @@ def download_only(data_path: Path) -> tuple[Path, dict[str, str]]:
     return project, common.stage_env(project, project)
 
 
-def noop_repro(project: Path, env: dict[str, str], repeats: int = 3) -> dict:
-    first = common.dvc_repro(project, env)
-    noops = []
-    for _ in range(repeats):
-        run = common.dvc_repro(project, env)
-        assert not run["ran"], run
-        noops.append(run["seconds"])
-    return {"first_repro_s": first["seconds"], "noop_s": noops, "noop_median_s": statistics.median(noops)}
-
-
 def dvc_status_seconds(project: Path, env: dict[str, str]) -> tuple[float, str]:
     started = time.perf_counter()
     done = subprocess.run(["dvc", "status"], cwd=project, env=env, capture_output=True, text=True, check=True)
@@ -94,7 +83,7 @@ def measure(images: int, raw_folder: bool) -> dict:
           f"{result['folder']['disk_bytes'] / 1e6:.0f} MB on disk)", flush=True)
 
     project, env = download_only(out)
-    result["noop_pack"] = noop_repro(project, env)
+    result["noop_pack"] = common.noop_repros(project, env)
     print(f"  no-op dvc repro, data.path = the pack: {result['noop_pack']['noop_median_s']:.2f} s "
           f"(first repro {result['noop_pack']['first_repro_s']:.0f} s)", flush=True)
 
@@ -121,7 +110,7 @@ def measure(images: int, raw_folder: bool) -> dict:
 
     if raw_folder:
         project, env = download_only(folder)
-        result["noop_folder"] = noop_repro(project, env)
+        result["noop_folder"] = common.noop_repros(project, env)
         print(f"  no-op dvc repro, data.path = the folder: {result['noop_folder']['noop_median_s']:.2f} s "
               f"(first repro {result['noop_folder']['first_repro_s']:.0f} s)", flush=True)
         shutil.rmtree(project.parent, ignore_errors=True)
