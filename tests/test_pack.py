@@ -178,6 +178,7 @@ def test_pack_refuses_what_it_must_not_touch_in_one_line(tmp_path):
         "inside": ([str(folder), str(folder / "packed")], "OUT must be outside FOLDER"),
         "not a pack": ([str(folder), str(tmp_path / "mine")], "exists and is not a pack"),
         "size": ([str(folder), str(tmp_path / "p"), "--shard-mb", "0"], "--shard-mb = 0.0"),
+        "endless": ([str(folder), str(tmp_path / "p"), "--shard-mb", "inf"], "--shard-mb = inf"),
         "missing": ([str(tmp_path / "nowhere"), str(tmp_path / "p")], "no such folder"),
     }
     for name, (argv, message) in cases.items():

@@ -317,8 +317,8 @@ def pack_command(args: argparse.Namespace) -> int:
     from imgclf.data import shards, snapshot
 
     folder, out = Path(args.folder).resolve(), Path(args.out).resolve()
-    if not args.shard_mb > 0:
-        raise UserError(f"--shard-mb = {args.shard_mb}: give a size in MB above 0")
+    if not 0 < args.shard_mb <= 65536:
+        raise UserError(f"--shard-mb = {args.shard_mb}: give a size in MB above 0, at most 65536")
     if out == folder or out.is_relative_to(folder) or folder.is_relative_to(out):
         raise UserError(f"pack {args.folder} {args.out}: OUT must be outside FOLDER (and FOLDER outside OUT)")
     members, _ = snapshot.members("folder", args.folder)
