@@ -20,6 +20,7 @@ from imgclf import cli
 from imgclf.data import shards, snapshot
 from imgclf.errors import UserError
 
+from helpers.archive_builders import corrupt_member, write_zip
 from helpers.workspace import pattern_image
 
 SHARD_MB = 0.02  # ~20 files a shard here: many shards from a few hundred small images
@@ -168,6 +169,19 @@ def test_a_killed_pack_leaves_the_previous_pack_and_nothing_half_written(tmp_pat
     assert done.returncode == 0, done.stderr[-2000:]
     assert not list(tmp_path.glob(".pack.*")) and _digest(out) != before
     assert [entry.path for entry in shards.entries(out)][:3] == ["cat/0000.png", "cat/0001.png", "cat/0002.png"]
+
+
+def test_a_corrupt_member_of_an_archive_is_skipped_and_reported_not_fatal(tmp_path):
+    archive = write_zip(tmp_path / "images.zip", {f"cat/{i}.png": image(0, i) for i in range(4)}
+                        | {f"dog/{i}.png": image(1, i) for i in range(4)}, compression=zipfile.ZIP_STORED)
+    corrupt_member(archive, "dog/2.png")
+    done = subprocess.run([sys.executable, "-m", "imgclf", "pack", str(archive), str(tmp_path / "pack")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "7 files" in done.stdout and "1 file(s) skipped" in done.stdout
+    assert "skipped dog/2.png: unreadable (Bad CRC-32" in done.stdout
+    assert [entry.path for entry in shards.entries(tmp_path / "pack")] == \
+        [f"cat/{i}.png" for i in range(4)] + [f"dog/{i}.png" for i in (0, 1, 3)]
 
 
 def test_pack_refuses_what_it_must_not_touch_in_one_line(tmp_path):

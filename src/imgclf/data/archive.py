@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import stat
+import tarfile
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from pathlib import Path, PurePosixPath
 
 from imgclf.errors import UserError
 
+# What reading one file of a folder or an archive may raise: that file is skipped and reported, not fatal.
+READ_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error, tarfile.TarError, RuntimeError, ValueError)
 KAGGLE_ENTRY = re.compile(r"^(?:[^/]+/)*(cat|dog)\.\d+\.[A-Za-z]+$")
 PETIMAGES_ENTRY = re.compile(r"^(?:[^/]+/)*PetImages/(Cat|Dog)/[^/]+$")
 JUNK = ("__MACOSX/", "Thumbs.db", ".DS_Store", "desktop.ini")

@@ -33,6 +33,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator, Protocol
 
 from imgclf import atomic
+from imgclf.data.archive import READ_ERRORS
 from imgclf.errors import UserError
 
 FORMAT = "imgclf-pack"
@@ -222,7 +223,7 @@ def pack(sources: list[Source], target: Path, shard_mb: float = DEFAULT_SHARD_MB
         for number, source in enumerate(ordered, start=1):
             try:
                 data = source.read()
-            except OSError as error:
+            except READ_ERRORS as error:
                 skipped.append((source.name, f"unreadable ({str(error)[:60]})"))
                 continue
             group.append((source.name, data, hashlib.sha256(data).hexdigest()))

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import tarfile
 import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable
@@ -33,7 +32,6 @@ from imgclf.errors import UserError
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 ARCHIVES = (".zip", ".tar", ".tar.gz", ".tgz")
 LAYOUT_HINT = "give a folder of <class>/<images>, a .zip/.tar of one, or a CSV with path,label columns"
-READ_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error, tarfile.TarError, RuntimeError, ValueError)
 
 
 @dataclass(frozen=True)
@@ -203,7 +201,7 @@ def write_zip(target: Path, members: list[Member], max_bytes: int) -> list[tuple
                 continue
             try:
                 data = member.read()
-            except READ_ERRORS as error:
+            except archive_module.READ_ERRORS as error:
                 skipped.append((member.name, f"unreadable ({str(error)[:60]})"))
                 continue
             out.writestr(zipfile.ZipInfo(member.name, date_time=ZIP_DATE), data)
