@@ -102,7 +102,7 @@ def test_a_pack_is_a_data_path_that_snapshots_to_the_same_bytes_as_its_folder(tm
     for name, source in (("from-folder", folder), ("from-pack", tmp_path / "pack")):
         (tmp_path / name).mkdir()
         summary = snapshot.snapshot("folder", str(source), tmp_path / name, 1 << 20)
-        assert summary == {"files": 300, "skipped": []}
+        assert summary == {"files": 300, "skipped": [], "storage": "folders"}
     assert (tmp_path / "from-folder" / "images.zip").read_bytes() == (tmp_path / "from-pack" / "images.zip").read_bytes()
 
     entry = next(entry for entry in shards.entries(tmp_path / "pack") if entry.path == "dog/0100.png")

@@ -18,8 +18,10 @@ RAW_ARRAYS = RAW / "images.npz"
 RAW_ARCHIVE = RAW / "train.zip"
 RAW_INFO = RAW / "source.json"  # what was downloaded: source, file, sha256, counts
 RAW_IMAGES = RAW / "images.zip"  # your own images (folder/csv), snapshotted
+RAW_PACK = RAW / "pack"  # your own images with data.storage shards: a pack (imgclf.data.shards)
 RAW_LABELS = RAW / "labels.csv"  # csv: path (in images.zip), label, and the CSV's other columns
-SPLIT = DATA / "split"  # split's output: train/<class>/*, test/<class>/*, manifest.csv
+SPLIT = DATA / "split"  # split's output: train/<class>/*, test/<class>/*, manifest.csv (data.storage shards:
+# manifest.csv naming each image's shard and offset, and pack/ for the images not already in data/raw/pack)
 MANIFEST = SPLIT / "manifest.csv"
 FEATURES = DATA / "features"  # bottleneck's output: train.npz, test.npz, classes.json, backbone.json
 

@@ -19,7 +19,7 @@ from PIL import Image
 
 from imgclf import paths
 from imgclf.data import archive as archive_module
-from imgclf.data import images
+from imgclf.data import images, shards, snapshot
 from imgclf.data import layout as layout_module
 from imgclf.data.catalog import SOURCES
 from imgclf.data.sources import load_saved_arrays
@@ -38,6 +38,7 @@ class Candidate:
     read: Callable[[], tuple[bytes | None, str]]
     needs_check: bool  # files from outside are checked; arrays encoded here are not
     extras: dict[str, str] = field(default_factory=dict)  # a labels CSV's other columns
+    origin: shards.Entry | None = None  # where its bytes lie in data/raw/pack (data.storage shards)
 
 
 @dataclass(frozen=True)
@@ -109,9 +110,9 @@ def archive_pools(data: DataParams, opened: zipfile.ZipFile) -> tuple[list[Pool]
     return [Pool(groups, wants(data))], list(listing.skipped)
 
 
-def image_pools(data: DataParams, opened: zipfile.ZipFile) -> tuple[list[Pool], list[tuple[str, str]], tuple[str, ...]]:
-    """Pools from your own images' snapshot (data/raw/images.zip): (pools, skipped, extra CSV columns)."""
-    names = [info.filename for info in opened.infolist()]
+def image_pools(data: DataParams, stored: snapshot.Stored) -> tuple[list[Pool], list[tuple[str, str]], tuple[str, ...]]:
+    """Pools from your own images' snapshot (data/raw/images.zip or pack/): (pools, skipped, extra CSV columns)."""
+    names = stored.names
     if data.source == "csv":
         labels = pd.read_csv(paths.RAW_LABELS, dtype=str, keep_default_na=False)
         layout = layout_module.from_labels(labels, f"data.path = {data.path}")
@@ -120,16 +121,19 @@ def image_pools(data: DataParams, opened: zipfile.ZipFile) -> tuple[list[Pool], 
     max_bytes = images.max_file_bytes(data.max_image_pixels)
 
     def read(name: str) -> tuple[bytes | None, str]:
-        info = opened.getinfo(name)
-        if info.file_size > max_bytes:
-            return None, f"too large to decode safely ({info.file_size} bytes)"
-        return opened.read(info), ""
+        if stored.size(name) > max_bytes:
+            return None, f"too large to decode safely ({stored.size(name)} bytes)"
+        try:
+            return stored.read(name), ""
+        except archive_module.READ_ERRORS as error:
+            return None, f"unreadable ({str(error)[:60]})"
 
     def candidates(split: str | None) -> dict[str, list[Candidate]]:
         groups: dict[str, list[Candidate]] = {}
         for label, files in layout.files[split].items():
             groups[label] = [
-                Candidate(name, filename, lambda name=name: read(name), needs_check=True, extras=layout.extras.get(name, {}))
+                Candidate(name, filename, lambda name=name: read(name), needs_check=True,
+                          extras=layout.extras.get(name, {}), origin=stored.origin(name))
                 for name, filename in files
             ]
         return groups

@@ -112,29 +112,44 @@ def _index_name(shard: str) -> str:
 class Reader:
     """Reads files' bytes out of a pack's shards, checking each against its sha256.
 
-    Files are read in index order, so one shard is open at a time (the next one closes it)."""
+    Shards stay open once read (at most `MAX_OPEN`, the least recently used closed first), so files may be
+    read in any order: index order for the snapshot, the split's draw, or a training stage's shuffle."""
+
+    MAX_OPEN = 64
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
-        self._shard: str | None = None
-        self._descriptor = -1
+        self._open: dict[str, int] = {}  # shard name -> descriptor, most recently used last
 
     def read(self, entry: Entry) -> bytes:
         """The file's bytes; OSError (which the snapshot reports as a skip) when missing or damaged."""
-        if entry.shard != self._shard:
-            self.close()
-            self._descriptor, self._shard = os.open(self.folder / entry.shard, os.O_RDONLY), entry.shard
-        data = os.pread(self._descriptor, entry.size, entry.offset)
+        data = self.read_unchecked(entry.shard, entry.offset, entry.size)
         if len(data) != entry.size or hashlib.sha256(data).hexdigest() != entry.sha256:
             raise OSError(f"damaged in {entry.shard}: its bytes do not match the index's sha256")
         return data
 
-    def close(self) -> None:
-        if self._shard is not None:
-            os.close(self._descriptor)
-            self._shard, self._descriptor = None, -1
+    def read_unchecked(self, shard: str, offset: int, size: int) -> bytes:
+        """`size` bytes at `offset` of `shard` (a name in the folder), as stored."""
+        descriptor = self._open.pop(shard, None)
+        if descriptor is None:
+            if len(self._open) >= self.MAX_OPEN:
+                os.close(self._open.pop(next(iter(self._open))))
+            descriptor = os.open(self.folder / shard, os.O_RDONLY)
+        self._open[shard] = descriptor
+        return os.pread(descriptor, size, offset)
 
-    __del__ = close  # the last shard read, once no member needs the reader
+    def close(self) -> None:
+        while self._open:
+            os.close(self._open.popitem()[1])
+
+    __del__ = close  # once no member needs the reader
+
+
+def storage_for(setting: str, images: int, threshold: int) -> str:
+    """data.storage resolved: `folders` or `shards` (auto: shards above data.shards_from images)."""
+    if setting != "auto":
+        return setting
+    return "shards" if images > threshold else "folders"
 
 
 def boundary(path: str, modulus: int) -> bool:
@@ -169,8 +184,11 @@ class Outcome:
 
 
 def pack(sources: list[Source], target: Path, shard_mb: float = DEFAULT_SHARD_MB,
-         progress: Callable[[int], None] | None = None) -> Outcome:
-    """Write (or update) the pack at `target` from `sources`; a file that cannot be read is skipped and listed."""
+         progress: Callable[[int], None] | None = None, reuse: Path | None = None) -> Outcome:
+    """Write (or update) the pack at `target` from `sources`; a file that cannot be read is skipped and listed.
+
+    A shard already in the old pack at `target`, or in the pack `reuse` (the pack the sources come from),
+    is hard-linked from there rather than written again."""
     import tensorflow as tf  # TFRecord framing (its CRC32C); only packing needs TensorFlow
 
     target = Path(target)
@@ -178,13 +196,17 @@ def pack(sources: list[Source], target: Path, shard_mb: float = DEFAULT_SHARD_MB
     if previous is None and target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise UserError(f"{target}: exists and is not a pack: give a new or empty folder (a pack never replaces "
                         f"other files)")
-    old_info = read_info(previous) if previous else {}
+    basis = previous or reuse  # whose boundaries to keep: the old pack's, else those of the pack copied from
+    old_info = read_info(basis) if basis else {}
+    if basis is not None and basis == reuse:
+        shard_mb = old_info.get("shard_mb", shard_mb)
     ordered = sorted(sources, key=lambda source: source.name)
     if "modulus" in old_info and old_info.get("shard_mb") == shard_mb:
         modulus = int(old_info["modulus"])
     else:
         modulus = modulus_for(sum(source.size for source in ordered), len(ordered), shard_mb)
-    old_shards = {path.name for path in previous.glob("shard-*.tfrecord")} if previous else set()
+    old_shards = {path.name: folder for folder in (reuse, previous) if folder is not None
+                  for path in Path(folder).glob("shard-*.tfrecord")}
     skipped: list[tuple[str, str]] = []
     written = written_bytes = total = 0
     shards: list[str] = []
@@ -204,9 +226,10 @@ def pack(sources: list[Source], target: Path, shard_mb: float = DEFAULT_SHARD_MB
             for path, data, digest in group:
                 rows.append([path, len(data), digest, offset + RECORD_HEADER])
                 offset += RECORD_HEADER + len(data) + RECORD_FOOTER
-            if name in old_shards and (previous / name).stat().st_size == offset:
-                _link_or_copy(previous / name, temp / name)
-                _link_or_copy(previous / _index_name(name), temp / _index_name(name))
+            old = old_shards.get(name)
+            if old is not None and (old / name).stat().st_size == offset:
+                _link_or_copy(old / name, temp / name)
+                _link_or_copy(old / _index_name(name), temp / _index_name(name))
             else:
                 with tf.io.TFRecordWriter(str(temp / name)) as writer:
                     for _, data, _ in group:

@@ -48,13 +48,44 @@ def ignored(relative: str) -> bool:
     return any(part.startswith(".") or part == "__MACOSX" for part in PurePosixPath(relative).parts)
 
 
-def snapshot(source: str, value: str, raw: Path, max_bytes: int, label_columns: tuple[str, ...] = ("label",)) -> dict:
-    """Write raw/images.zip (and raw/labels.csv for a CSV) from data.path; a summary for source.json."""
+def snapshot(source: str, value: str, raw: Path, max_bytes: int, label_columns: tuple[str, ...] = ("label",),
+             storage: str = "folders", shards_from: int = 0) -> dict:
+    """Write raw/images.zip, or raw/pack/ (data.storage), and raw/labels.csv for a CSV, from data.path;
+    a summary for source.json (its `storage`: the resolved data.storage)."""
     found, labels = members(source, value, label_columns)
     if labels is not None:
         labels.to_csv(raw / paths.RAW_LABELS.name, index=False, lineterminator="\n")
-    skipped = write_zip(raw / paths.RAW_IMAGES.name, found, max_bytes)
-    return {"files": len(found) - len(skipped), "skipped": [list(item) for item in skipped]}
+    storage = shards.storage_for(storage, len(found), shards_from)
+    if storage == "shards":
+        skipped = write_pack(raw / paths.RAW_PACK.name, found, max_bytes, paths.user_path(value))
+    else:
+        skipped = write_zip(raw / paths.RAW_IMAGES.name, found, max_bytes)
+    return {"files": len(found) - len(skipped), "skipped": [list(item) for item in skipped], "storage": storage}
+
+
+def write_pack(target: Path, members: list[Member], max_bytes: int, origin: Path) -> list[tuple[str, str]]:
+    """The files as a pack (imgclf.data.shards) with write_zip's choices; the (name, reason) of files skipped.
+
+    From a pack (`origin`), each shard that comes out the same is hard-linked rather than written again."""
+    kept, skipped = _admitted(members, max_bytes)
+    outcome = shards.pack(kept, target, reuse=origin if origin.is_dir() and shards.is_pack(origin) else None)
+    return sorted(skipped + outcome.skipped)
+
+
+def _admitted(members: list[Member], max_bytes: int) -> tuple[list[Member], list[tuple[str, str]]]:
+    """The members a snapshot takes, sorted (a name held twice, as a tar may: the first), and those too large."""
+    kept: list[Member] = []
+    skipped: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for member in sorted(members, key=lambda item: item.name):
+        if member.name in seen:
+            continue
+        seen.add(member.name)
+        if member.size > max_bytes:
+            skipped.append((member.name, f"too large to decode safely ({member.size} bytes)"))
+        else:
+            kept.append(member)
+    return kept, skipped
 
 
 def members(source: str, value: str, label_columns: tuple[str, ...] = ("label",)) -> tuple[list[Member], pd.DataFrame | None]:
@@ -187,22 +218,54 @@ def _csv_members(path: Path, value: str, label_columns: tuple[str, ...]) -> tupl
     return members, table
 
 
+class Stored:
+    """The snapshot in data/raw, read by the split: images.zip or (data.storage shards) pack/."""
+
+    def __init__(self, raw: Path):
+        self._zip = self._reader = None
+        if (raw / paths.RAW_PACK.name).is_dir():
+            self.pack: Path | None = raw / paths.RAW_PACK.name
+            self._entries = {entry.path: entry for entry in shards.entries(self.pack)}
+            self._reader = shards.Reader(self.pack)
+            self.names = list(self._entries)
+        else:
+            self.pack = None
+            self._zip = archive_module.open_zip(raw / paths.RAW_IMAGES.name)
+            self.names = [info.filename for info in self._zip.infolist()]
+
+    def size(self, name: str) -> int:
+        return self._entries[name].size if self.pack else self._zip.getinfo(name).file_size
+
+    def read(self, name: str) -> bytes:
+        """The file's bytes; for a pack checked against its sha256 (OSError when damaged)."""
+        return self._reader.read(self._entries[name]) if self.pack else self._zip.read(name)
+
+    def origin(self, name: str) -> shards.Entry | None:
+        """Where a packed file's bytes lie (the split points at them rather than copying); None in a zip."""
+        return self._entries[name] if self.pack else None
+
+    def close(self) -> None:
+        if self._zip is not None:
+            self._zip.close()
+        if self._reader is not None:
+            self._reader.close()
+
+    def __enter__(self) -> Stored:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def write_zip(target: Path, members: list[Member], max_bytes: int) -> list[tuple[str, str]]:
     """A stored zip of `members`, sorted, with fixed timestamps; the (name, reason) of files skipped."""
-    skipped: list[tuple[str, str]] = []
-    seen: set[str] = set()
+    kept, skipped = _admitted(members, max_bytes)
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as out:
-        for member in sorted(members, key=lambda item: item.name):
-            if member.name in seen:
-                continue  # a tar may hold a file twice: the first copy counts
-            seen.add(member.name)
-            if member.size > max_bytes:
-                skipped.append((member.name, f"too large to decode safely ({member.size} bytes)"))
-                continue
+        for member in kept:
             try:
                 data = member.read()
             except archive_module.READ_ERRORS as error:
                 skipped.append((member.name, f"unreadable ({str(error)[:60]})"))
                 continue
             out.writestr(zipfile.ZipInfo(member.name, date_time=ZIP_DATE), data)
-    return skipped
+    return sorted(skipped)

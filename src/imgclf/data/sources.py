@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from imgclf import atomic, paths
 from imgclf.data import archive as archive_module
-from imgclf.data import images, snapshot
+from imgclf.data import images, shards, snapshot
 from imgclf.data.catalog import COARSE_CLASSES, SOURCES, SourceInfo
 from imgclf.errors import UserError
 from imgclf.params import Params
@@ -253,7 +253,9 @@ def copy_with_progress(source: Path, target: Path) -> None:
 
 
 def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
+    """Hex sha256 of a file, read in chunks (of a pack: of its pack.json, which names its shards by content)."""
+    if path.is_dir():
+        path = path / shards.INFO
     digest = hashlib.sha256()
     with open(path, "rb") as stream:
         while chunk := stream.read(1 << 22):
@@ -271,9 +273,10 @@ def download(params: Params) -> dict:
             save_arrays(target, arrays)
             summary = {"train_images": int(len(arrays.y_train)), "test_images": int(len(arrays.y_test))}
         elif info.kind == "images":
-            target = folder / paths.RAW_IMAGES.name
             summary = snapshot.snapshot(info.name, params.data.path, folder,
-                                        images.max_file_bytes(params.data.max_image_pixels), params.data.label_columns)
+                                        images.max_file_bytes(params.data.max_image_pixels), params.data.label_columns,
+                                        params.data.storage, params.data.shards_from)
+            target = folder / (paths.RAW_PACK if summary["storage"] == "shards" else paths.RAW_IMAGES).name
         else:
             target = folder / paths.RAW_ARCHIVE.name
             if params.data.archive:

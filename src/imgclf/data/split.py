@@ -4,6 +4,12 @@ Candidates come from imgclf.data.candidates (arrays, the dogs-vs-cats zip, your 
 drawn by imgclf.data.draw: deterministic under `seed`, bad files skipped and counted, duplicates
 skipped and reported. The manifest lists every file with its class, split, sha256 and size (and, for
 a labels CSV, the CSV's other columns); metrics/split.json counts per split and class, and every skip.
+
+With data.storage shards no image is written as a file: the manifest also names where each image's
+bytes lie (shard, offset, size; the shard's path relative to data/split). An image the checks left as
+it was points into the snapshot's pack (data/raw/pack); one they re-encoded (rotated upright, converted
+to RGB, an array drawn as PNG) goes into the split's own pack (data/split/pack), named by its content.
+imgclf.data.listing reads either layout back as the same files in the same order.
 """
 
 from __future__ import annotations
@@ -13,19 +19,41 @@ import hashlib
 import io
 import json
 from collections import Counter
-from pathlib import Path
+from contextlib import ExitStack
+from pathlib import Path, PurePosixPath
 
 from PIL import Image
 
 from imgclf import atomic, paths
 from imgclf.data import archive as archive_module
 from imgclf.data import candidates as candidates_module
-from imgclf.data import draw
+from imgclf.data import draw, shards, snapshot
 from imgclf.data.catalog import SOURCES
 from imgclf.errors import UserError
 from imgclf.params import Params
 
 MANIFEST_COLUMNS = ["path", "class", "split", "sha256", "width", "height"]
+SHARD_COLUMNS = ["shard", "offset", "size"]  # data.storage shards: where each image's bytes lie
+
+
+def _row(split: str, label: str, candidate: candidates_module.Candidate, data: bytes, width: int, height: int,
+         suffix: str) -> dict:
+    """An image's manifest row (its file name: the candidate's, + the suffix of a re-encoding)."""
+    # A file re-encoded as PNG keeps its own extension in its name (photo.gif.png): no clash with photo.png.
+    filename = candidate.filename if not suffix or candidate.filename.lower().endswith(suffix) \
+        else candidate.filename + suffix
+    if not width:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+    return {
+        "path": f"{split}/{label}/{filename}", "class": label, "split": split,
+        "sha256": hashlib.sha256(data).hexdigest(), "width": width, "height": height, **candidate.extras,
+    }
+
+
+def _moved(row: dict, split: str) -> dict:
+    _, label, filename = row["path"].split("/", 2)
+    return row | {"path": f"{split}/{label}/{filename}", "split": split}
 
 
 def _writer(root: Path) -> tuple[draw.Write, draw.Move]:
@@ -33,27 +61,56 @@ def _writer(root: Path) -> tuple[draw.Write, draw.Move]:
 
     def write(split: str, label: str, candidate: candidates_module.Candidate, data: bytes, width: int, height: int,
               suffix: str) -> dict:
-        folder = root / split / label
-        folder.mkdir(parents=True, exist_ok=True)
-        # A file re-encoded as PNG keeps its own extension in its name (photo.gif.png): no clash with photo.png.
-        filename = candidate.filename if not suffix or candidate.filename.lower().endswith(suffix) \
-            else candidate.filename + suffix
-        (folder / filename).write_bytes(data)
-        if not width:
-            with Image.open(io.BytesIO(data)) as image:
-                width, height = image.size
-        return {
-            "path": f"{split}/{label}/{filename}", "class": label, "split": split,
-            "sha256": hashlib.sha256(data).hexdigest(), "width": width, "height": height, **candidate.extras,
-        }
+        row = _row(split, label, candidate, data, width, height, suffix)
+        (root / split / label).mkdir(parents=True, exist_ok=True)
+        (root / row["path"]).write_bytes(data)
+        return row
 
     def move(row: dict, split: str) -> dict:
-        _, label, filename = row["path"].split("/", 2)
-        (root / split / label).mkdir(parents=True, exist_ok=True)
-        (root / row["path"]).rename(root / split / label / filename)
-        return row | {"path": f"{split}/{label}/{filename}", "split": split}
+        moved = _moved(row, split)
+        (root / split / moved["class"]).mkdir(parents=True, exist_ok=True)
+        (root / row["path"]).rename(root / moved["path"])
+        return moved
 
     return write, move
+
+
+class _Pointers:
+    """data.storage shards: rows that point at each image's bytes instead of files.
+
+    `write` points an unchanged packed image at data/raw/pack and keeps the others' bytes (by content);
+    `finish` packs those into root/pack and points their rows there."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.pending: dict[str, bytes] = {}  # content name -> bytes, for the split's own pack
+
+    def write(self, split: str, label: str, candidate: candidates_module.Candidate, data: bytes, width: int,
+              height: int, suffix: str) -> dict:
+        row = _row(split, label, candidate, data, width, height, suffix)
+        origin = candidate.origin
+        if origin is not None and origin.sha256 == row["sha256"]:
+            return row | {"shard": f"../{paths.RAW.name}/{paths.RAW_PACK.name}/{origin.shard}",
+                          "offset": origin.offset, "size": origin.size}
+        key = row["sha256"] + PurePosixPath(row["path"]).suffix.lower()
+        self.pending[key] = data
+        return row | {"shard": key}  # until finish() packs it
+
+    def finish(self, rows: list[dict]) -> None:
+        if not self.pending:
+            return
+        folder = self.root / SPLIT_PACK
+        shards.pack([snapshot.Member(key, len(data), lambda data=data: data) for key, data in self.pending.items()],
+                    folder)
+        where = {entry.path: entry for entry in shards.entries(folder)}
+        for row in rows:
+            entry = where.get(row["shard"])
+            if entry is not None:
+                row |= {"shard": f"{SPLIT_PACK}/{entry.shard}", "offset": entry.offset, "size": entry.size}
+        self.pending.clear()
+
+
+SPLIT_PACK = "pack"  # data/split/pack: the images of a sharded split that data/raw/pack does not hold as they are
 
 
 def split_metrics(params: Params, outcome: draw.Outcome, listing_skipped: list[tuple[str, str]]) -> dict:
@@ -88,24 +145,30 @@ def split(params: Params) -> dict:
     rgb = info.color_mode == "rgb"
     extra_columns: tuple[str, ...] = ()
     try:
-        with atomic.directory(paths.SPLIT) as folder:
-            write, move = _writer(folder)
+        with atomic.directory(paths.SPLIT) as folder, ExitStack() as opened:
             if info.kind == "arrays":
                 _require(paths.RAW_ARRAYS)
                 pools, listing_skipped = candidates_module.array_pools(params.data)
-                outcome = draw.select(pools, params.data, params.seed, rgb, write, move)
+            elif info.kind == "archive":
+                _require(paths.RAW_ARCHIVE)
+                pools, listing_skipped = candidates_module.archive_pools(
+                    params.data, opened.enter_context(archive_module.open_zip(paths.RAW_ARCHIVE)))
             else:
-                raw = paths.RAW_ARCHIVE if info.kind == "archive" else paths.RAW_IMAGES
-                _require(raw)
-                with archive_module.open_zip(raw) as opened:
-                    if info.kind == "archive":
-                        pools, listing_skipped = candidates_module.archive_pools(params.data, opened)
-                    else:
-                        pools, listing_skipped, extra_columns = candidates_module.image_pools(params.data, opened)
-                        listing_skipped += _download_skips()
-                    outcome = draw.select(pools, params.data, params.seed, rgb, write, move)
+                if not paths.RAW_PACK.is_dir():
+                    _require(paths.RAW_IMAGES)
+                stored = opened.enter_context(snapshot.Stored(paths.RAW))
+                pools, listing_skipped, extra_columns = candidates_module.image_pools(params.data, stored)
+                listing_skipped += _download_skips()
+            storage = _storage(params, pools)
+            if storage == "shards":
+                pointers = _Pointers(folder)
+                outcome = draw.select(pools, params.data, params.seed, rgb, pointers.write, _moved)
+                pointers.finish(outcome.rows)
+                extra_columns = (*SHARD_COLUMNS, *extra_columns)
+            else:
+                outcome = draw.select(pools, params.data, params.seed, rgb, *_writer(folder))
             write_manifest(folder / paths.MANIFEST.name, outcome.rows, MANIFEST_COLUMNS + list(extra_columns))
-            metrics = split_metrics(params, outcome, listing_skipped)
+            metrics = split_metrics(params, outcome, listing_skipped) | {"storage": storage}
             # Metrics first: if they cannot be written, the previous split stays in place too.
             atomic.write_json(paths.metrics_file("split"), metrics)
     except OSError as error:
@@ -114,6 +177,14 @@ def split(params: Params) -> dict:
             f"free disk space or fix the folder's permissions, then run again"
         ) from None
     return metrics
+
+
+def _storage(params: Params, pools: list[candidates_module.Pool]) -> str:
+    """data.storage resolved: what the download chose for a packed snapshot, else by the candidates' count."""
+    if paths.RAW_PACK.is_dir() and SOURCES[params.data.source].kind == "images":
+        return "shards" if params.data.storage != "folders" else "folders"
+    images = sum(len(files) for pool in pools for files in pool.by_class.values())
+    return shards.storage_for(params.data.storage, images, params.data.shards_from)
 
 
 def write_manifest(target: Path, rows: list[dict], columns: list[str]) -> None:

@@ -1,4 +1,7 @@
-"""tf.data input: data/split/{train,test}/<class>/ (checked layout, seeded hold-out, cached batches), or arrays."""
+"""tf.data input: the split (checked layout, seeded hold-out, cached batches), or arrays.
+
+A split in class folders is read by keras.utils.image_dataset_from_directory; a sharded one
+(data.storage shards) by imgclf.data.listing, which gives the same images in the same order."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import pandas as pd
 import tensorflow as tf
 
 from imgclf import paths
-from imgclf.data import holdout
+from imgclf.data import holdout, listing
 from imgclf.errors import UserError
 from imgclf.params import Params
 
@@ -46,7 +49,11 @@ def check_layout(root: Path = paths.SPLIT) -> dict[str, dict[str, int]]:
     if not root.is_dir():
         raise UserError(f"{root}: not found: run the split stage first (dvc repro split)")
     counts: dict[str, dict[str, int]] = {}
+    if listing.sharded(root):
+        counts = {split: dict(sorted(classes.items())) for split, classes in listing.counts(root).items()}
     for split in paths.SPLITS:
+        if split in counts:
+            continue
         folder = root / split
         if not folder.is_dir():
             raise UserError(f"{folder}: not found: re-run the split stage (dvc repro -f split)")
@@ -117,17 +124,20 @@ def load_split(params: Params, batch_size: int, *, all_label_columns: bool = Fal
         for split in paths.SPLITS:
             labelled[split] |= {"labels": _joint_labels(root, split, label_heads), "label_mode": "int", "class_names": None}
     fraction = params.data.validation_fraction
-    if holdout.held_out(sum(counts["train"].values()), fraction) > 0:
-        train, validation = keras.utils.image_dataset_from_directory(
-            root / "train", shuffle=True, seed=params.seed,
-            validation_split=fraction, subset="both", **labelled["train"],
-        )
+    if not holdout.held_out(sum(counts["train"].values()), fraction):
+        fraction = 0.0
+    if listing.sharded(root):
+        read = {split: dict(labels=labelled[split].get("labels"), root=root, split=split, class_names=class_names,
+                            image_size=image_size, color_mode=color_mode) for split in paths.SPLITS}
+        train = listing.images(shuffle=True, seed=params.seed, validation_split=fraction, **read["train"])
+        test = listing.images(**read["test"])
     else:
+        split_args = dict(validation_split=fraction, subset="both") if fraction else {}
         train = keras.utils.image_dataset_from_directory(
-            root / "train", shuffle=True, seed=params.seed, **labelled["train"]
+            root / "train", shuffle=True, seed=params.seed, **split_args, **labelled["train"]
         )
-        validation = None
-    test = keras.utils.image_dataset_from_directory(root / "test", shuffle=False, **labelled["test"])
+        test = keras.utils.image_dataset_from_directory(root / "test", shuffle=False, **labelled["test"])
+    train, validation = train if fraction else (train, None)
     if label_heads:
         train, test = _one_hot_heads(train, label_heads), _one_hot_heads(test, label_heads)
         validation = None if validation is None else _one_hot_heads(validation, label_heads)
@@ -254,11 +264,14 @@ def load_ordered(
     """
     counts = check_layout(root)
     class_names = tuple(sorted(counts["train"]))
-    dataset = keras.utils.image_dataset_from_directory(
-        root / split, shuffle=False, image_size=tuple(params.image.size),
-        color_mode=params.image.color_mode, label_mode="categorical",
-        class_names=list(class_names), batch_size=None, verbose=False,
-    )
+    if listing.sharded(root):
+        dataset = listing.images(root, split, class_names, tuple(params.image.size), params.image.color_mode)
+    else:
+        dataset = keras.utils.image_dataset_from_directory(
+            root / split, shuffle=False, image_size=tuple(params.image.size),
+            color_mode=params.image.color_mode, label_mode="categorical",
+            class_names=list(class_names), batch_size=None, verbose=False,
+        )
     return _batched(_as_uint8(dataset), batch_size), class_names, sum(counts[split].values())
 
 
@@ -273,8 +286,6 @@ def arrays_dataset(
     return _batched(dataset, batch_size)
 
 
-def test_files(root: Path = paths.SPLIT) -> list[Path]:
-    """The test split's files in the order every stage's test data has them (Keras' own listing)."""
-    listed = keras.utils.image_dataset_from_directory(root / "test", labels="inferred", shuffle=False, batch_size=None,
-                                                      image_size=(8, 8), verbose=False)
-    return [Path(path) for path in listed.file_paths]
+def test_files(root: Path = paths.SPLIT) -> list[listing.SplitFile]:
+    """The test split's images in the order every stage's test data has them (Keras' own listing)."""
+    return listing.files(root, "test")

@@ -19,6 +19,7 @@ import numpy as np
 
 from imgclf import atomic
 from imgclf.data.decode import ImageSpec, UnreadableImage, pixels
+from imgclf.data.listing import SplitFile
 from imgclf.errors import UserError
 from imgclf.inference import measure as measure_module
 from imgclf.inference import runtimes
@@ -135,13 +136,14 @@ class Classifier:
             if pending:
                 yield from self._collect(pending)
 
-    def read(self, path: Path) -> np.ndarray | str:
+    def read(self, path: Path | SplitFile) -> np.ndarray | str:
         """One image file's pixels as this model takes them, or why it cannot be classified."""
+        image = path if isinstance(path, SplitFile) else Path(path)
         try:
-            data = Path(path).read_bytes()
+            data = image.read_bytes()
         except OSError as error:
             return f"cannot read it ({error.strerror or error})"
-        return _attempt(lambda: self.decode(data, Path(path).name))
+        return _attempt(lambda: self.decode(data, image.name))
 
     def _collect(self, pending: list[tuple[Path, Future]]) -> list[Outcome]:
         return self._score([str(path) for path, _ in pending], [future.result() for _, future in pending])

@@ -17,7 +17,9 @@ import mlflow
 import pandas as pd
 
 from imgclf import paths
+from imgclf.data import listing
 from imgclf.data.images import FORMATS
+from imgclf.data.listing import SplitFile
 from imgclf.errors import UserError
 from imgclf.inference import runtimes, serving
 from imgclf.inference.classifier import Classifier, Outcome
@@ -59,12 +61,15 @@ def _from_mlflow(uri: str) -> Classifier:
     return serving.unwrap(model, uri)
 
 
-def image_files(targets: Sequence[str]) -> tuple[list[Path], list[str]]:
-    """(files to classify, errors): the given files, and the image files under given folders, sorted."""
+def image_files(targets: Sequence[str]) -> tuple[list[Path | SplitFile], list[str]]:
+    """(files to classify, errors): the given files, and the image files under given folders, sorted
+    (a sharded split, data.storage shards: its images, as if they were files)."""
     files, errors = [], []
     for target in targets:
         path = Path(target)
-        if path.is_dir():
+        if path.is_dir() and listing.sharded(path):
+            files.extend(file for split in sorted(paths.SPLITS) for file in listing.files(path, split))  # as sorted paths
+        elif path.is_dir():
             found = sorted(child for child in path.rglob("*") if child.is_file() and child.suffix.lower() in FORMATS)
             if not found:
                 errors.append(f"{path}: no image files ({', '.join(sorted(FORMATS))}) in this folder")

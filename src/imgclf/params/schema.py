@@ -30,7 +30,7 @@ from imgclf.params.checks import (
 )
 
 # The split manifest's own columns (and the CSV's path): a label column cannot be one of them.
-RESERVED_COLUMNS = ("path", "class", "split", "sha256", "width", "height")
+RESERVED_COLUMNS = ("path", "class", "split", "sha256", "width", "height", "shard", "offset", "size")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 ARCHITECTURES = ("simple_cnn", "alexnet", "squeezenet", "stn")
 BACKBONES = ("vgg16", "resnet50", "inception_v3", "densenet121", "mobilenet_v2")
@@ -49,6 +49,8 @@ class DataParams:
     non_rgb: str = spec(choice("convert", "skip"))
     max_image_pixels: int = spec(integer(64 * 64, 89_000_000))  # Pillow refuses more (its bomb guard)
     validation_fraction: float = spec(number(0.0, 0.5, high_open=True))
+    storage: str = spec(choice("auto", "folders", "shards"))
+    shards_from: int = spec(integer(1))
 
 
 @dataclass(frozen=True)

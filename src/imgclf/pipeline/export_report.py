@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 
 from imgclf import atomic, paths
+from imgclf.data import listing
+from imgclf.data.listing import SplitFile
 from imgclf.errors import UserError
 from imgclf.inference import export, measure
 from imgclf.inference.classifier import Classifier
@@ -62,7 +64,7 @@ def chosen_stages(which: str, leaderboard: Path = paths.REPORTS / "leaderboard.c
     return [str(board["stage"].iloc[0])]
 
 
-def split_images(classifier: Classifier, files: Sequence[Path]) -> np.ndarray:
+def split_images(classifier: Classifier, files: Sequence[SplitFile]) -> np.ndarray:
     """The split's image files decoded as predict and serving decode them (the same pixels into every runtime)."""
     decoded = [classifier.read(path) for path in files]
     broken = [f"{path}: {why}" for path, why in zip(files, decoded, strict=True) if isinstance(why, str)]
@@ -72,15 +74,15 @@ def split_images(classifier: Classifier, files: Sequence[Path]) -> np.ndarray:
     return np.stack(decoded) if decoded else np.zeros((0, spec.height, spec.width, spec.channels), np.uint8)
 
 
-def labels_of(classifier: Classifier, files: Sequence[Path]) -> np.ndarray:
+def labels_of(classifier: Classifier, files: Sequence[SplitFile]) -> np.ndarray:
     """Each test file's class (its folder) as an index into the first head's class names."""
     _, names, _ = classifier.groups()[0]
-    return np.array([names.index(Path(path).parent.name) for path in files], dtype=np.int64)
+    return np.array([names.index(file.label) for file in files], dtype=np.int64)
 
 
-def calibration_files(count: int, seed: int, root: Path = paths.SPLIT) -> list[Path]:
+def calibration_files(count: int, seed: int, root: Path = paths.SPLIT) -> list[SplitFile]:
     """`count` train images drawn with `seed` (all of them when there are fewer), in file order."""
-    files = sorted(path for path in (root / "train").glob("*/*") if path.is_file())
+    files = listing.files(root, "train") if (root / "train").is_dir() or listing.sharded(root) else []
     if not files:
         raise UserError(f"{root / 'train'}: no images: run split first (dvc repro split)")
     picked = np.random.default_rng(seed).choice(len(files), size=min(count, len(files)), replace=False)

@@ -52,7 +52,7 @@ def write(stage: str, model: keras.Model, spec: decode.ImageSpec, labels: np.nda
           class_names: Sequence[str], per_class: int) -> list[Path]:
     """plots/<stage>/mistakes.png and, for a model with convolutions, gradcam.png; the files written."""
     files = tfdata.test_files()
-    shown = [Path(path).parent.name for path in files]
+    shown = [file.label for file in files]
     if shown != [class_names[label] for label in labels]:
         raise RuntimeError(f"{stage}: the test files' classes do not match the test labels' order")
     chosen = worst(labels, probabilities, per_class)

@@ -1,0 +1,175 @@
+"""The split's images, listed and read the same way whichever way they are stored (data.storage).
+
+folders: data/split/<split>/<class>/<file>, listed by Keras itself. shards: no image files; manifest.csv
+names each image's shard, offset and size (imgclf.data.split), the shard's path relative to data/split.
+Either way an image is a `SplitFile` (its split/class/file path, class, and bytes), and the order is
+keras.utils.image_dataset_from_directory's: classes sorted, then file names sorted. The manifest is
+written in that order, so a sharded split is read row by row, never sorted or loaded whole.
+
+`images` builds a sharded split's tf.data input exactly as Keras builds a folder's (the seeded
+`RandomState` shuffle of the listing, the hold-out at its end, `shuffle(1024, seed)` before decoding,
+decode_image + bilinear resize): the same pixels in the same order, so the same model.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from imgclf import paths
+from imgclf.data import shards
+from imgclf.errors import UserError
+
+# Where a sharded manifest may point: the split's own pack, or the snapshot's.
+SHARD_REFERENCE = re.compile(r"(?:pack|\.\./raw/pack)/shard-[0-9a-f]{16}\.tfrecord")
+KERAS_SHUFFLE_BUFFER = 1024  # image_dataset_from_directory's buffer when it does not batch (batch_size=None)
+READ_BATCH = 256  # images read per call into Python: the call's cost shared, the order kept
+
+
+@dataclass(frozen=True)
+class SplitFile:
+    """One image of the split: reads like a pathlib.Path (name, parent.name = its class, read_bytes())."""
+
+    path: str  # <split>/<class>/<file>, as in the manifest
+    root: Path
+    shard: str | None = None  # None: a file under root
+    offset: int = 0
+    size: int = 0
+
+    @property
+    def name(self) -> str:
+        return PurePosixPath(self.path).name
+
+    @property
+    def parent(self) -> PurePosixPath:
+        return PurePosixPath(self.path).parent
+
+    @property
+    def label(self) -> str:
+        return self.parent.name
+
+    def read_bytes(self) -> bytes:
+        if self.shard is None:
+            return (self.root / self.path).read_bytes()
+        return shards.Reader(self.root).read_unchecked(self.shard, self.offset, self.size)
+
+    def __str__(self) -> str:
+        return str(self.root / self.path)
+
+
+def sharded(root: Path = paths.SPLIT) -> bool:
+    """Whether the split at `root` keeps its images in shards (its manifest says where each one lies)."""
+    manifest = root / paths.MANIFEST.name
+    if not manifest.is_file():
+        return False
+    with open(manifest, newline="", encoding="utf-8") as stream:
+        return "shard" in next(csv.reader(stream), [])
+
+
+def rows(root: Path, split: str | None = None):
+    """The manifest's rows (dicts) of `split` (None: all), streamed; a UserError if a row points outside."""
+    manifest = root / paths.MANIFEST.name
+    with open(manifest, newline="", encoding="utf-8") as stream:
+        for line, row in enumerate(csv.DictReader(stream), start=2):
+            if split is not None and row["split"] != split:
+                continue
+            if "shard" in row and not SHARD_REFERENCE.fullmatch(row["shard"]):
+                raise UserError(f"{manifest}: line {line} points at {row['shard']!r}, not a shard of the split or "
+                                f"the snapshot: re-run the split stage (dvc repro -f split)")
+            yield row
+
+
+def counts(root: Path) -> dict[str, dict[str, int]]:
+    """Images per split and class of a sharded split."""
+    found: dict[str, dict[str, int]] = {split: {} for split in paths.SPLITS}
+    for row in rows(root):
+        classes = found.setdefault(row["split"], {})
+        classes[row["class"]] = classes.get(row["class"], 0) + 1
+    return found
+
+
+def files(root: Path, split: str) -> list[SplitFile]:
+    """The images of one split in Keras' order, whichever the storage."""
+    if sharded(root):
+        return [SplitFile(row["path"], root, row["shard"], int(row["offset"]), int(row["size"])) for row in rows(root, split)]
+    listed = keras.utils.image_dataset_from_directory(root / split, labels="inferred", shuffle=False, batch_size=None,
+                                                      image_size=(8, 8), verbose=False)
+    return [SplitFile(Path(path).relative_to(root).as_posix(), root) for path in listed.file_paths]
+
+
+@dataclass(frozen=True)
+class _Located:
+    """A sharded split's images as arrays (flat in memory: four numbers per image, and the shards' names)."""
+
+    shards: list[str]
+    shard: np.ndarray  # int32 index into `shards`
+    offset: np.ndarray  # int64
+    size: np.ndarray  # int64
+    label: np.ndarray  # int32 index into the class names
+
+
+def _locate(root: Path, split: str, class_names: Sequence[str]) -> _Located:
+    index = {name: number for number, name in enumerate(class_names)}
+    names: dict[str, int] = {}
+    shard, offset, size, label = [], [], [], []
+    for row in rows(root, split):
+        shard.append(names.setdefault(row["shard"], len(names)))
+        offset.append(int(row["offset"]))
+        size.append(int(row["size"]))
+        label.append(index[row["class"]])
+    return _Located(list(names), np.array(shard, np.int32), np.array(offset, np.int64), np.array(size, np.int64),
+                    np.array(label, np.int32))
+
+
+def images(root: Path, split: str, class_names: Sequence[str], image_size: tuple[int, int], color_mode: str, *,
+           labels: Sequence[int] | None = None, shuffle: bool = False, seed: int | None = None,
+           validation_split: float = 0.0) -> tf.data.Dataset | tuple[tf.data.Dataset, tf.data.Dataset]:
+    """A sharded split as image_dataset_from_directory(batch_size=None) gives the same split in folders.
+
+    labels: one integer per image (in listing order), yielded as is (Keras' label_mode int); None: the class's
+    one-hot (label_mode categorical). With validation_split: (train, validation), as Keras' subset="both"."""
+    located = _locate(root, split, class_names)
+    codes = np.asarray(labels, np.int32) if labels is not None else located.label
+    order = np.arange(len(codes))
+    if shuffle:
+        np.random.RandomState(seed).shuffle(order)
+    held = int(validation_split * len(order)) if validation_split else 0
+    parts = [(order[:-held], shuffle), (order[-held:], False)] if held else [(order, shuffle)]
+    reader = shards.Reader(root)
+    channels = {"grayscale": 1, "rgb": 3, "rgba": 4}[color_mode]
+
+    def read(shard: np.ndarray, offset: np.ndarray, size: np.ndarray) -> np.ndarray:
+        return np.array([reader.read_unchecked(located.shards[s], int(o), int(n))
+                         for s, o, n in zip(shard, offset, size, strict=True)], dtype=object)
+
+    def read_many(shard: tf.Tensor, offset: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
+        data = tf.numpy_function(read, [shard, offset, size], tf.string, stateful=False)
+        data.set_shape([None])
+        return data
+
+    def load(data: tf.Tensor) -> tf.Tensor:
+        image = tf.image.decode_image(data, channels=channels, expand_animations=False)
+        image = tf.image.resize(image, image_size, method="bilinear")
+        image.set_shape((*image_size, channels))
+        return image
+
+    built = []
+    for chosen, shuffled in parts:
+        where = tf.data.Dataset.from_tensor_slices((located.shard[chosen], located.offset[chosen], located.size[chosen]))
+        label_ds = tf.data.Dataset.from_tensor_slices(codes[chosen])
+        if labels is None:
+            label_ds = label_ds.map(lambda code: tf.one_hot(code, len(class_names)), num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = tf.data.Dataset.zip((where, label_ds))
+        if shuffled:
+            dataset = dataset.shuffle(KERAS_SHUFFLE_BUFFER, seed=seed)
+        dataset = dataset.batch(READ_BATCH).map(lambda where, label: (read_many(*where), label)).unbatch()
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(len(chosen)))  # as Keras' (unbatch loses it)
+        built.append(dataset.map(lambda data, label: (load(data), label), num_parallel_calls=tf.data.AUTOTUNE))
+    return (built[0], built[1]) if held else built[0]
