@@ -9,7 +9,7 @@ def run(params, tracked) -> None:
     metrics = split.split(params)
     total = metrics["total"]
     print(f"split: {total['train']} train + {total['test']} test images, "
-          f"{metrics['skipped']['count']} skipped", flush=True)
+          f"{metrics['skipped']['count']} skipped, stored as {metrics['storage']} (data.storage)", flush=True)
     tracked.log_metrics({f"images_{name}": count for name, count in total.items()}
                         | {"skipped": metrics["skipped"]["count"]})
     tracked.log_artifact(paths.MANIFEST)

@@ -16,7 +16,8 @@ killed pack leaves OUT as it was.
 
 A packed folder is a data.path like any folder: imgclf.data.snapshot reads its files back through the
 indexes, each checked against its sha256 (a damaged one is skipped and reported, as an unreadable file
-is). DVC then stats a few shards instead of every image on each `dvc status`.
+is). DVC then stats a few shards instead of every image on each `dvc status`. With data.storage shards
+the pipeline keeps its own copy in this format too (data/raw/pack; imgclf.data.split, imgclf.data.listing).
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """Your own images (data.source folder | csv): data.path, snapshotted into data/raw by the download stage.
 
 data.path is a folder of images, a .zip / .tar / .tar.gz / .tgz archive of one, a folder packed by
-`python -m imgclf pack` (imgclf.data.shards: its files read back through its index), or (csv) a CSV
-file with a `path` column (relative to the CSV's folder) and a `label` column. The download stage writes
+`python -m imgclf pack` (imgclf.data.shards: its files read back through its shards' indexes), or (csv) a
+CSV file with a `path` column (relative to the CSV's folder) and a `label` column. The download stage writes
 data/raw/images.zip — a stored zip of the files under their paths relative to data.path, sorted,
-with fixed timestamps, so the same files give the same bytes — plus data/raw/labels.csv for a CSV.
+with fixed timestamps, so the same files give the same bytes — or, with data.storage shards, data/raw/pack
+(a pack of the same files), plus data/raw/labels.csv for a CSV.
 DVC caches that snapshot: a teammate reproduces from it without the original folder.
 
 Nothing may leave data.path: a symbolic link pointing outside it, or an archive entry with `..`,

@@ -127,7 +127,9 @@ class _UniqueKeyLoader(_Loader):
 
 
 def resolved_autos(params: Params, sections: tuple[str, ...]) -> dict[str, Any]:
-    """{key: the value it resolved to} for each `auto` in params.yaml's `sections` (params: the resolved ones)."""
+    """{key: the value it resolved to} for each `auto` in params.yaml's `sections` (params: the resolved ones).
+
+    data.storage stays `auto` here: the download and split stages resolve it by counting the images, and say so."""
     raw = load_raw()
     chosen = {}
     for key, value in flatten(section_dict(params, *sections)).items():
@@ -135,7 +137,7 @@ def resolved_autos(params: Params, sections: tuple[str, ...]) -> dict[str, Any]:
         written = raw.get(section)
         for part in rest:
             written = written.get(part) if isinstance(written, dict) else None
-        if written == "auto":
+        if written == "auto" and value != "auto":
             chosen[key] = value
     return chosen
 
