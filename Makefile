@@ -8,7 +8,7 @@ UI_PORT ?= 5000
 SERVE_PORT ?= 5001
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock repro smoke test test-slow test-all lint deps docs docs-serve ui tensorboard compare serve server server-stop remote bench bench-chapter bench-resume bench-export bench-search bench-pack clean
+.PHONY: help install lock repro smoke test test-slow test-all lint deps docs docs-serve ui tensorboard compare serve server server-stop remote bench bench-chapter bench-resume bench-export bench-search bench-pack bench-storage clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -120,6 +120,9 @@ bench-search: $(STAMP) ## TPE against a grid of the same budget on the offline d
 
 bench-pack: $(STAMP) ## pack a 100,000- and a 1,000,000-file folder: pack time, disk, one changed image, no-op dvc repro (~25 min)
 	$(RUN) python benchmarks/run_all.py --only pack
+
+bench-storage: $(STAMP) ## data.storage shards on bench-pack's packs: download + split, disk, no-op repro; input throughput shards / files
+	$(RUN) python benchmarks/run_all.py --only storage
 
 clean: ## remove pipeline outputs (not the MLflow store)
 	rm -rf data models metrics plots reports/*.png logs site

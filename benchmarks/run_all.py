@@ -5,6 +5,7 @@
     python benchmarks/run_all.py --only resume         # a killed finetune resumed (`make bench-resume`)
     python benchmarks/run_all.py --only search         # TPE against a grid of the same budget (`make bench-search`)
     python benchmarks/run_all.py --only pack           # a million-file folder packed and tracked (`make bench-pack`)
+    python benchmarks/run_all.py --only storage        # the pipeline on that pack, data.storage shards (`make bench-storage`)
     python benchmarks/run_all.py --only input_pipeline,backbone
     python benchmarks/run_all.py --summary-only        # rebuild the table from results/*.json
     python benchmarks/run_all.py --wait-quiet 600      # before each one, wait (up to 600 s) for a
@@ -51,8 +52,10 @@ BENCHMARKS: dict[str, list[str]] = {
     "search": ["search.py"],
     # Nor this (`make bench-pack`): a 1,000,000-file folder generated, packed, and tracked by DVC, ~25 min.
     "pack": ["pack.py", "--raw-folder"],
+    # Nor this (`make bench-storage`): data.storage shards on pack.py's packed folders, and input throughput.
+    "storage": ["storage.py"],
 }
-DEFAULT = [name for name in BENCHMARKS if name not in ("chapter", "resume", "export", "search", "pack")]
+DEFAULT = [name for name in BENCHMARKS if name not in ("chapter", "resume", "export", "search", "pack", "storage")]
 QUIET_LOAD = 0.7
 
 
@@ -253,6 +256,26 @@ def summary_rows() -> list[tuple[str, str, str, str, str]]:
         check = data["checks"]
         rows.append(("pack", "the pack's disk use / the folder's bytes (largest)", f"{check['pack_disk_ratio']:.2f}",
                      "<= 1.3", _mark(check["pass_pack_disk_ratio"])))
+    data = _load("storage")
+    if data:
+        rows.append(("storage", "load average (1 min) before / after", _loads(data), "< 0.7", ""))
+        for name, run in data["inputs"].items():
+            rows.append(("storage", f"training input, {run['images']:,} {name} at {run['side']} px: files / shards",
+                         f"{run['folders_images_per_s']:,.0f} / {run['shards_images_per_s']:,.0f} img/s "
+                         f"(x{run['ratio']:.2f})", ">= x1.0", _mark(run["ratio"] >= 1.0)))
+        for images, run in data["runs"].items():
+            rows.append(("storage", f"data.storage shards, packed source of {int(images):,}: download, split",
+                         f"{run['download']['seconds']:.0f} s / {run['split']['seconds']:.0f} s, "
+                         f"{run['download']['peak_rss_mib']:.0f} / {run['split']['peak_rss_mib']:.0f} MiB", "", ""))
+            rows.append(("storage", f"{int(images):,}: pack + data/ + DVC cache on disk / the folder's bytes; manifest",
+                         f"{run['disk_ratio']:.2f}; {run['manifest_bytes'] / 1e6:,.1f} MB", "<= 1.3",
+                         _mark(run["disk_ratio"] <= 1.3)))
+            rows.append(("storage", f"{int(images):,}: no-op dvc repro (download + split)",
+                         f"{run['noop']['noop_median_s']:.2f} s", "<= 5 s", _mark(run["noop"]["noop_median_s"] <= 5)))
+        check = data["checks"]
+        if "rss_growth" in check:
+            growth = ", ".join(f"{stage} {value * 100:+.0f} %" for stage, value in check["rss_growth"].items())
+            rows.append(("storage", "peak RSS, smallest -> largest", growth, "within 20 %", _mark(check["pass_flat_rss"])))
     data = _load("team_restart")
     if data:
         before = _load("team_restart_moto")  # the same script against the earlier, moto-backed server (--source)

@@ -366,6 +366,27 @@ def pack_block() -> str:
     return text + f". Machine: {_machine_line(data)} (`benchmarks/pack.py`).\n"
 
 
+def storage_block() -> str:
+    path = ROOT / "benchmarks" / "results" / "storage.json"
+    if not path.is_file():
+        return "Not measured yet (`make bench-storage`).\n"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    lines = ["| measured | figure |", "|---|---|"]
+    for name, run in data["inputs"].items():
+        lines.append(f"| training input, {run['images']:,} {name} at {run['side']} px (read, decode, resize): files / "
+                     f"shards | {run['folders_images_per_s']:,.0f} / {run['shards_images_per_s']:,.0f} images/s "
+                     f"(x{run['ratio']:.2f}) |")
+    for images, run in sorted(data["runs"].items(), key=lambda item: int(item[0])):
+        lines.append(f"| {int(images):,} images from a pack: `dvc repro download`, `dvc repro split` | "
+                     f"{run['download']['seconds']:.0f} s ({run['download']['peak_rss_mib']:.0f} MiB), "
+                     f"{run['split']['seconds']:.0f} s ({run['split']['peak_rss_mib']:.0f} MiB) |")
+        lines.append(f"| {int(images):,}: the pack, data/ and the DVC cache on disk, against the folder's bytes | "
+                     f"{run['disk_bytes'] / 1e6:,.0f} MB = {run['disk_ratio']:.2f} x {run['folder']['apparent_bytes'] / 1e6:,.0f} MB |")
+        lines.append(f"| {int(images):,}: no-op `dvc repro` of download and split; the manifest | "
+                     f"{run['noop']['noop_median_s']:.1f} s; {run['manifest_bytes'] / 1e6:,.1f} MB |")
+    return "\n".join(lines) + f"\n\nMachine: {_machine_line(data)} (`benchmarks/storage.py`).\n"
+
+
 def resume_time_block() -> str:
     path = ROOT / "benchmarks" / "results" / "resume.json"
     if not path.is_file():
@@ -470,6 +491,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "chapter": chapter_block,
     "inspect-time": inspect_time_block,
     "pack-figures": pack_block,
+    "storage-figures": storage_block,
     "resume-time": resume_time_block,
     "export": export_block,
     "search": search_block,

@@ -124,6 +124,15 @@ def test_auto_keeps_small_sets_in_folders_and_shards_large_ones(tmp_path, worksp
     stored(workspace, write_params, run_stage_script, folder, "auto", **{"data.shards_from": 11})
     assert shards.is_pack(workspace / paths.RAW_PACK) and listing.sharded(workspace / paths.SPLIT)
     assert json.loads((workspace / "metrics" / "split.json").read_text())["storage"] == "shards"
+    # The same folder snapshots to the same shard bytes every time.
+    first = {path.name: path.read_bytes() for path in (workspace / paths.RAW_PACK).iterdir()}
+    run_stage_script("download")
+    assert {path.name: path.read_bytes() for path in (workspace / paths.RAW_PACK).iterdir()} == first
+    # inspect reads a sharded split as it reads class folders.
+    from imgclf.data import inspection
+
+    findings = inspection.inspect("folder", str(workspace / paths.SPLIT))
+    assert findings.pre_split and sum(findings.classes.values()) == 12 and not findings.not_images
     # The array sources too: every digit is re-encoded as PNG, so all go into the split's own pack.
     shutil.rmtree(workspace / "data")
     params = write_params(TINY_TRAINING | {"data.storage": "shards", "data.train_per_class": 5, "data.test_per_class": 2})

@@ -97,6 +97,8 @@ def members(source: str, value: str, label_columns: tuple[str, ...] = ("label",)
         found, labels = _csv_members(path, value, label_columns)
     elif path.is_dir() and shards.is_pack(path):
         found = _packed_members(path)
+    elif path.is_dir() and _sharded_split(path):
+        found = _split_members(path)
     elif path.is_dir():
         found = _folder_members(path, value)
     elif path.is_file() and path.name.lower().endswith(ARCHIVES):
@@ -133,6 +135,19 @@ def _packed_members(folder: Path) -> list[Member]:
     """Every file of a pack, by its index; reading one checks its sha256 (a damaged one is skipped)."""
     reader = shards.Reader(folder)
     return [Member(entry.path, entry.size, lambda entry=entry: reader.read(entry)) for entry in shards.entries(folder)]
+
+
+def _sharded_split(folder: Path) -> bool:
+    from imgclf.data import listing  # reads manifests with TensorFlow at hand: only for a split
+
+    return listing.sharded(folder)
+
+
+def _split_members(folder: Path) -> list[Member]:
+    """A sharded split's images (data.storage shards), under their <split>/<class>/<file> paths, as files."""
+    from imgclf.data import listing
+
+    return [Member(file.path, file.size, file.read_bytes) for split in paths.SPLITS for file in listing.files(folder, split)]
 
 
 def _archive_members(path: Path, value: str) -> list[Member]:
