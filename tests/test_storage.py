@@ -52,11 +52,11 @@ def split_inputs(params, root: Path) -> dict:
             "counts": data.class_counts, "names": data.class_names}
 
 
-@pytest.fixture
-def both(tmp_path, workspace, mlflow_store, write_params, run_stage_script):
+@pytest.fixture(params=[16, 72], ids=["small images, decoded a batch at a time", "larger, one by one"])
+def both(request, tmp_path, workspace, mlflow_store, write_params, run_stage_script):
     """The messy folder split twice: folders (kept as tmp/folders) and shards (left in the workspace)."""
     source = build_messy_folder(tmp_path / "pets")
-    held_out = {"data.validation_fraction": 0.2}
+    held_out = {"data.validation_fraction": 0.2, "image.size": [request.param, request.param]}
     folders = stored(workspace, write_params, run_stage_script, source, "folders", "baseline", **held_out)
     kept = tmp_path / "folders"
     shutil.copytree(workspace / "data", kept / "data")

@@ -30,7 +30,8 @@ from imgclf.errors import UserError
 # Where a sharded manifest may point: the split's own pack, or the snapshot's.
 SHARD_REFERENCE = re.compile(r"(?:pack|\.\./raw/pack)/shard-[0-9a-f]{16}\.tfrecord")
 KERAS_SHUFFLE_BUFFER = 1024  # image_dataset_from_directory's buffer when it does not batch (batch_size=None)
-READ_BATCH = 256  # images read per call into Python: the call's cost shared, the order kept
+READ_BATCH = 32  # images read per call into Python: the call's cost shared, the order kept
+SMALL_PIXELS = 64 * 64  # images up to this size are decoded READ_BATCH at a time (faster than one by one)
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,15 @@ def images(root: Path, split: str, class_names: Sequence[str], image_size: tuple
         dataset = tf.data.Dataset.zip((where, label_ds))
         if shuffled:
             dataset = dataset.shuffle(KERAS_SHUFFLE_BUFFER, seed=seed)
-        dataset = dataset.batch(READ_BATCH).map(lambda where, label: (read_many(*where), label)).unbatch()
-        dataset = dataset.apply(tf.data.experimental.assert_cardinality(len(chosen)))  # as Keras' (unbatch loses it)
-        built.append(dataset.map(lambda data, label: (load(data), label), num_parallel_calls=tf.data.AUTOTUNE))
+        # Read READ_BATCH images per call into Python (its cost shared), calls in parallel, order kept. Small images
+        # are decoded in the same call too: per image, tf.data's own cost would outweigh decoding them.
+        if image_size[0] * image_size[1] <= SMALL_PIXELS:
+            dataset = dataset.batch(READ_BATCH).map(
+                lambda where, label: (tf.map_fn(load, read_many(*where), fn_output_signature=tf.float32), label),
+                num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+        else:
+            dataset = dataset.batch(READ_BATCH).map(lambda where, label: (read_many(*where), label),
+                                                    num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+            dataset = dataset.map(lambda data, label: (load(data), label), num_parallel_calls=tf.data.AUTOTUNE)
+        built.append(dataset.apply(tf.data.experimental.assert_cardinality(len(chosen))))  # as Keras' (unbatch loses it)
     return (built[0], built[1]) if held else built[0]
