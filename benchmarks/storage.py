@@ -3,10 +3,12 @@
 
 Pipeline (for each size; the folder and its pack are pack.py's, benchmarks/work/own_<N> and pack_<N>):
 a clone of the project restricted to download and split, the pack inside it tracked by `dvc add` (the
-docs' workflow; a hard-linked copy), data.path = the pack, data.storage = shards, the split taking every image. `dvc repro download` and then `dvc repro split` are each timed with their
-peak RSS (the stage process's, DVC's hashing included); then
-  - disk: `du` over the pack, the project's data/ and .dvc/cache together (a block shared by hard links
-    counted once), against the folder's bytes in files: after the repro, and after `dvc checkout --relink`;
+docs' workflow), data.path = the pack, data.storage = shards, the split taking every image.
+`dvc repro download` and then `dvc repro split` are each timed with their peak RSS (the stage process's,
+DVC's hashing included); then
+  - disk: `du` over the project's pack, data/ and .dvc/cache together (a block shared by hard links
+    counted once), against the folder's bytes in files and its disk use: after the repro, and after
+    `dvc checkout --relink`;
   - a no-op `dvc repro` (median of three);
   - the manifest's size: a changed image rewrites it, so `dvc push` sends it with the changed shard.
 Input throughput: a digits set (28 px grayscale PNG) and a photo set (150 px JPEG) split both ways by the
@@ -64,11 +66,12 @@ def pipeline(images: int) -> dict:
         run.pop("output")
         result[stage] = run
         print(f"  {images:,}: dvc repro {stage} {run['seconds']:.1f} s, peak RSS {run['peak_rss_mib']:.0f} MiB", flush=True)
-    result["disk_after_repro_bytes"] = disk_use(packed, project)
+    result["disk_after_repro_bytes"] = disk_use(project)
     # DVC leaves an output whose content its cache already holds as a copy (treeverse/dvc#10549); relink it.
     subprocess.run(["dvc", "checkout", "--relink", "-q"], cwd=project, env=env, check=True)
-    used = result["disk_bytes"] = disk_use(packed, project)
+    used = result["disk_bytes"] = disk_use(project)
     result["disk_ratio"] = used / result["folder"]["apparent_bytes"]
+    result["disk_ratio_to_folder_on_disk"] = used / result["folder"]["disk_bytes"]
     result["manifest_bytes"] = (project / "data" / "split" / "manifest.csv").stat().st_size
     result["split_pack_files"] = len(list((project / "data" / "split").glob("pack/shard-*.tfrecord")))
     result["noop"] = common.noop_repros(project, env)
@@ -79,11 +82,10 @@ def pipeline(images: int) -> dict:
     return result
 
 
-def disk_use(packed: Path, project: Path) -> int:
-    """Bytes on disk of the pack (and its tracked copy), the project's data/ and DVC cache (shared blocks counted once)."""
-    listed = subprocess.run(["du", "-s", "--block-size=1", "-c", str(packed), str(project / "packed"),
-                             str(project / "data"), str(project / ".dvc" / "cache")], capture_output=True, text=True,
-                            check=True)
+def disk_use(project: Path) -> int:
+    """Bytes on disk of the project's pack, data/ and DVC cache together (blocks shared by links counted once)."""
+    listed = subprocess.run(["du", "-s", "--block-size=1", "-c", str(project / "packed"), str(project / "data"),
+                             str(project / ".dvc" / "cache")], capture_output=True, text=True, check=True)
     return int(listed.stdout.splitlines()[-1].split()[0])
 
 

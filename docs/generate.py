@@ -381,7 +381,8 @@ def storage_block() -> str:
                      f"{run['download']['seconds']:.0f} s ({run['download']['peak_rss_mib']:.0f} MiB), "
                      f"{run['split']['seconds']:.0f} s ({run['split']['peak_rss_mib']:.0f} MiB) |")
         lines.append(f"| {int(images):,}: the pack, data/ and the DVC cache on disk, against the folder's bytes | "
-                     f"{run['disk_bytes'] / 1e6:,.0f} MB = {run['disk_ratio']:.2f} x {run['folder']['apparent_bytes'] / 1e6:,.0f} MB |")
+                     f"{run['disk_bytes'] / 1e6:,.0f} MB = {run['disk_ratio']:.2f} x its {run['folder']['apparent_bytes'] / 1e6:,.0f} MB "
+                     f"({run['disk_ratio_to_folder_on_disk']:.2f} x its {run['folder']['disk_bytes'] / 1e6:,.0f} MB on disk) |")
         lines.append(f"| {int(images):,}: no-op `dvc repro` of download and split; the manifest | "
                      f"{run['noop']['noop_median_s']:.1f} s; {run['manifest_bytes'] / 1e6:,.1f} MB |")
     return "\n".join(lines) + f"\n\nMachine: {_machine_line(data)} (`benchmarks/storage.py`).\n"
