@@ -82,10 +82,11 @@ def test_shards_give_the_same_split_inputs_and_model_bytes_as_folders(both, work
     metrics, before = (json.loads(path.read_text()) for path in (workspace / "metrics" / "split.json", kept / "split.json"))
     assert metrics.pop("storage") == "shards" and before.pop("storage") == "folders" and metrics == before
     # Unchanged images point into the snapshot's pack; re-encoded ones (rotated, converted) into the split's.
-    origins = mine["shard"].str.split("/").str[0]
-    assert set(origins) == {"..", "pack"} and (origins == "pack").sum() >= 3
+    origins = mine["shard"].str.split(":").str[0]
+    assert set(origins) == {"raw", "split"} and (origins == "split").sum() >= 3
     for row in mine.itertuples():
-        data = listing.SplitFile(row.path, split, row.shard, int(row.offset), int(row.size)).read_bytes()
+        shard = shards.referenced_path(row.shard)
+        data = listing.SplitFile(row.path, split, shard, int(row.offset), int(row.size)).read_bytes()
         assert hashlib.sha256(data).hexdigest() == row.sha256 == \
             hashlib.sha256((kept / "data" / "split" / row.path).read_bytes()).hexdigest()
 
@@ -139,10 +140,11 @@ def test_auto_keeps_small_sets_in_folders_and_shards_large_ones(tmp_path, worksp
     for name in ("download", "split"):
         run_stage_script(name)
     table = pd.read_csv(workspace / paths.MANIFEST, dtype=str)
-    assert table["shard"].str.startswith("pack/").all() and len(table) == 70
+    assert table["shard"].str.startswith("split:").all() and len(table) == 70
     assert tfdata.check_layout() == {"train": {str(digit): 5 for digit in range(10)},
                                      "test": {str(digit): 2 for digit in range(10)}}
     assert params.data.shards_from == 100000
+    assert not (workspace / paths.SPLIT / ".pending").exists()  # the split's own pack, written from files it removed
 
 
 def test_a_packed_source_is_linked_not_copied_into_the_snapshot(tmp_path, workspace, mlflow_store, write_params,
@@ -170,3 +172,24 @@ def _members(folder: Path):
 
     found, _ = snapshot.members("folder", str(folder))
     return found
+
+
+def test_a_sharded_split_without_its_snapshot_says_what_to_fetch(tmp_path, workspace, mlflow_store, write_params,
+                                                                  run_stage_script):
+    folder = own_folder(tmp_path / "pets", {"cat": 6, "dog": 6})
+    params = stored(workspace, write_params, run_stage_script, folder, "shards")
+    shutil.rmtree(workspace / paths.RAW)  # as after `dvc pull split` alone
+    from imgclf.errors import UserError
+
+    with pytest.raises(UserError, match=r"raw/pack/shard-[0-9a-f]{16}\.tfrecord: missing .*dvc pull download split"):
+        tfdata.load_split(params, 4)
+    with pytest.raises(UserError, match="dvc pull download split"):
+        tfdata.test_files()
+    # A manifest pointing anywhere else is refused, not followed.
+    manifest = workspace / paths.MANIFEST
+    text = manifest.read_text().splitlines()
+    first = text[1].split(",")
+    first[text[0].split(",").index("shard")] = "../../../etc/passwd"
+    manifest.write_text("\n".join([text[0], ",".join(first), *text[2:]]) + "\n")
+    with pytest.raises(UserError, match=r"line 2 points at '../../../etc/passwd', not a shard"):
+        tfdata.load_split(params, 4)

@@ -1,7 +1,7 @@
 """The split's images, listed and read the same way whichever way they are stored (data.storage).
 
 folders: data/split/<split>/<class>/<file>, listed by Keras itself. shards: no image files; manifest.csv
-names each image's shard, offset and size (imgclf.data.split), the shard's path relative to data/split.
+names each image's shard (raw:<id> or split:<id>, imgclf.data.shards.reference), offset and size.
 Either way an image is a `SplitFile` (its split/class/file path, class, and bytes), and the order is
 keras.utils.image_dataset_from_directory's: classes sorted, then file names sorted. The manifest is
 written in that order, so a sharded split is read row by row, never sorted or loaded whole.
@@ -14,10 +14,9 @@ decode_image + bilinear resize): the same pixels in the same order, so the same 
 from __future__ import annotations
 
 import csv
-import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import keras
 import numpy as np
@@ -27,8 +26,6 @@ from imgclf import paths
 from imgclf.data import shards
 from imgclf.errors import UserError
 
-# Where a sharded manifest may point: the split's own pack, or the snapshot's.
-SHARD_REFERENCE = re.compile(r"(?:pack|\.\./raw/pack)/shard-[0-9a-f]{16}\.tfrecord")
 KERAS_SHUFFLE_BUFFER = 1024  # image_dataset_from_directory's buffer when it does not batch (batch_size=None)
 READ_BATCH = 32  # images read per call into Python: the call's cost shared, the order kept
 SMALL_PIXELS = 64 * 64  # images up to this size are decoded READ_BATCH at a time (faster than one by one)
@@ -81,9 +78,12 @@ def rows(root: Path, split: str | None = None):
         for line, row in enumerate(csv.DictReader(stream), start=2):
             if split is not None and row["split"] != split:
                 continue
-            if "shard" in row and not SHARD_REFERENCE.fullmatch(row["shard"]):
-                raise UserError(f"{manifest}: line {line} points at {row['shard']!r}, not a shard of the split or "
-                                f"the snapshot: re-run the split stage (dvc repro -f split)")
+            if "shard" in row:  # raw:<id> / split:<id> -> the shard's path relative to the split
+                path = shards.referenced_path(row["shard"])
+                if path is None:
+                    raise UserError(f"{manifest}: line {line} points at {row['shard']!r}, not a shard of the split or "
+                                    f"the snapshot: re-run the split stage (dvc repro -f split)")
+                row["shard"] = path
             yield row
 
 
@@ -99,7 +99,9 @@ def counts(root: Path) -> dict[str, dict[str, int]]:
 def files(root: Path, split: str) -> list[SplitFile]:
     """The images of one split in Keras' order, whichever the storage."""
     if sharded(root):
-        return [SplitFile(row["path"], root, row["shard"], int(row["offset"]), int(row["size"])) for row in rows(root, split)]
+        found = [SplitFile(row["path"], root, row["shard"], int(row["offset"]), int(row["size"])) for row in rows(root, split)]
+        _require(root, {file.shard for file in found})
+        return found
     listed = keras.utils.image_dataset_from_directory(root / split, labels="inferred", shuffle=False, batch_size=None,
                                                       image_size=(8, 8), verbose=False)
     return [SplitFile(Path(path).relative_to(root).as_posix(), root) for path in listed.file_paths]
@@ -125,8 +127,17 @@ def _locate(root: Path, split: str, class_names: Sequence[str]) -> _Located:
         offset.append(int(row["offset"]))
         size.append(int(row["size"]))
         label.append(index[row["class"]])
+    _require(root, names)
     return _Located(list(names), np.array(shard, np.int32), np.array(offset, np.int64), np.array(size, np.int64),
                     np.array(label, np.int32))
+
+
+def _require(root: Path, names: Iterable[str]) -> None:
+    """A UserError naming the first shard the manifest points at that is not there (fetched with data/split alone)."""
+    missing = sorted(name for name in set(names) if not (root / name).is_file())
+    if missing:
+        raise UserError(f"{root / missing[0]}: missing ({len(missing)} shard(s) the split's manifest points at): a sharded "
+                        f"split reads data/raw/pack too: dvc pull download split (or dvc repro download split)")
 
 
 def images(root: Path, split: str, class_names: Sequence[str], image_size: tuple[int, int], color_mode: str, *,

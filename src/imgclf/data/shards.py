@@ -146,6 +146,24 @@ class Reader:
     __del__ = close  # once no member needs the reader
 
 
+# How a sharded split's manifest names a shard: "raw:<16 hex>" (data/raw/pack) or "split:<16 hex>" (data/split/pack).
+REFERENCE = re.compile(r"(raw|split):([0-9a-f]{16})")
+REFERENCE_FOLDERS = {"raw": "../raw/pack", "split": "pack"}  # relative to data/split
+
+
+def reference(where: str, shard: str) -> str:
+    """The manifest's short name for `shard` (a shard file's name) of the pack `where` (raw or split)."""
+    if not SHARD_NAME.fullmatch(shard):
+        raise ValueError(f"not a shard's name: {shard!r}")
+    return f"{where}:{shard[len('shard-'):-len('.tfrecord')]}"
+
+
+def referenced_path(value: str) -> str | None:
+    """The shard file a manifest reference names, relative to data/split; None if it is not a reference."""
+    found = REFERENCE.fullmatch(value)
+    return f"{REFERENCE_FOLDERS[found.group(1)]}/shard-{found.group(2)}.tfrecord" if found else None
+
+
 def storage_for(setting: str, images: int, threshold: int) -> str:
     """data.storage resolved: `folders` or `shards` (auto: shards above data.shards_from images)."""
     if setting != "auto":

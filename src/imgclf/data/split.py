@@ -6,7 +6,7 @@ skipped and reported. The manifest lists every file with its class, split, sha25
 a labels CSV, the CSV's other columns); metrics/split.json counts per split and class, and every skip.
 
 With data.storage shards no image is written as a file: the manifest also names where each image's
-bytes lie (shard, offset, size; the shard's path relative to data/split). An image the checks left as
+bytes lie (shard, offset, size; the shard as raw:<id> or split:<id>). An image the checks left as
 it was points into the snapshot's pack (data/raw/pack); one they re-encoded (rotated upright, converted
 to RGB, an array drawn as PNG) goes into the split's own pack (data/split/pack), named by its content.
 imgclf.data.listing reads either layout back as the same files in the same order.
@@ -18,6 +18,7 @@ import csv
 import hashlib
 import io
 import json
+import shutil
 from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path, PurePosixPath
@@ -83,31 +84,31 @@ class _Pointers:
 
     def __init__(self, root: Path):
         self.root = root
-        self.pending: dict[str, bytes] = {}  # content name -> bytes, for the split's own pack
+        self.pending = root / ".pending"  # the images for the split's own pack, as files named by content (not in memory)
 
     def write(self, split: str, label: str, candidate: candidates_module.Candidate, data: bytes, width: int,
               height: int, suffix: str) -> dict:
         row = _row(split, label, candidate, data, width, height, suffix)
         origin = candidate.origin
         if origin is not None and origin.sha256 == row["sha256"]:
-            return row | {"shard": f"../{paths.RAW.name}/{paths.RAW_PACK.name}/{origin.shard}",
-                          "offset": origin.offset, "size": origin.size}
+            return row | {"shard": shards.reference("raw", origin.shard), "offset": origin.offset, "size": origin.size}
         key = row["sha256"] + PurePosixPath(row["path"]).suffix.lower()
-        self.pending[key] = data
+        self.pending.mkdir(exist_ok=True)
+        (self.pending / key).write_bytes(data)
         return row | {"shard": key}  # until finish() packs it
 
     def finish(self, rows: list[dict]) -> None:
-        if not self.pending:
+        if not self.pending.is_dir():
             return
         folder = self.root / SPLIT_PACK
-        shards.pack([snapshot.Member(key, len(data), lambda data=data: data) for key, data in self.pending.items()],
+        shards.pack([snapshot.Member(path.name, path.stat().st_size, path.read_bytes) for path in self.pending.iterdir()],
                     folder)
         where = {entry.path: entry for entry in shards.entries(folder)}
         for row in rows:
             entry = where.get(row["shard"])
             if entry is not None:
-                row |= {"shard": f"{SPLIT_PACK}/{entry.shard}", "offset": entry.offset, "size": entry.size}
-        self.pending.clear()
+                row |= {"shard": shards.reference("split", entry.shard), "offset": entry.offset, "size": entry.size}
+        shutil.rmtree(self.pending)
 
 
 SPLIT_PACK = "pack"  # data/split/pack: the images of a sharded split that data/raw/pack does not hold as they are
