@@ -366,6 +366,11 @@ def pack_block() -> str:
     return text + f". Machine: {_machine_line(data)} (`benchmarks/pack.py`).\n"
 
 
+def _pack_runs() -> dict:
+    path = ROOT / "benchmarks" / "results" / "pack.json"
+    return json.loads(path.read_text(encoding="utf-8"))["runs"] if path.is_file() else {}
+
+
 def storage_block() -> str:
     path = ROOT / "benchmarks" / "results" / "storage.json"
     if not path.is_file():
@@ -385,6 +390,11 @@ def storage_block() -> str:
                      f"({run['disk_ratio_to_folder_on_disk']:.2f} x its {run['folder']['disk_bytes'] / 1e6:,.0f} MB on disk) |")
         lines.append(f"| {int(images):,}: no-op `dvc repro` of download and split; the manifest | "
                      f"{run['noop']['noop_median_s']:.1f} s; {run['manifest_bytes'] / 1e6:,.1f} MB |")
+        packed = _pack_runs().get(images)
+        if packed:  # the changed shard (bench-pack's repack of the same folder) plus the manifest, rewritten
+            pushed = packed["one_changed"]["bytes_written"] + run["manifest_bytes"]
+            lines.append(f"| {int(images):,}: what `dvc push` sends after one changed image (its shard, index and "
+                         f"pack.json; the manifest) | {pushed / 1e6:,.1f} MB |")
     return "\n".join(lines) + f"\n\nMachine: {_machine_line(data)} (`benchmarks/storage.py`).\n"
 
 
