@@ -216,3 +216,23 @@ def test_an_index_naming_a_file_outside_the_pack_refuses_the_whole_pack(tmp_path
     info_file.write_text(json.dumps(info | {"shards": ["../../etc/passwd", *info["shards"][1:]]}))
     with pytest.raises(UserError, match="names files outside the pack: refusing the whole pack"):
         snapshot.members("folder", str(tmp_path / "pack"))
+
+
+def test_the_reader_reads_right_from_many_threads_with_more_shards_than_it_keeps_open(tmp_path, monkeypatch):
+    """tf.data reads a sharded split from several threads; closing a shard under another's read gave wrong bytes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    files = {f"c/{index:03d}.bin": bytes([index % 251]) * (100 + index) for index in range(200)}
+    folder = tmp_path / "in"
+    for name, data in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    shards.pack(snapshot.members("folder", str(folder))[0], tmp_path / "pack", shard_mb=0.002)
+    entries = list(shards.entries(tmp_path / "pack"))
+    assert len({entry.shard for entry in entries}) > 8
+    monkeypatch.setattr(shards.Reader, "MAX_OPEN", 2)  # evictions on almost every read
+    reader = shards.Reader(tmp_path / "pack")
+    order = [entries[(index * 37) % len(entries)] for index in range(4000)]
+    with ThreadPoolExecutor(8) as pool:
+        read = list(pool.map(lambda entry: reader.read_unchecked(entry.shard, entry.offset, entry.size), order))
+    assert read == [files[entry.path] for entry in order]

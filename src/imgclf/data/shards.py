@@ -29,6 +29,7 @@ import math
 import os
 import re
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator, Protocol
@@ -114,13 +115,15 @@ class Reader:
     """Reads files' bytes out of a pack's shards, checking each against its sha256.
 
     Shards stay open once read (at most `MAX_OPEN`, the least recently used closed first), so files may be
-    read in any order: index order for the snapshot, the split's draw, or a training stage's shuffle."""
+    read in any order: index order for the snapshot, the split's draw, or a training stage's shuffle.
+    Safe across threads (tf.data reads in several): a shard is not closed while another thread reads it."""
 
     MAX_OPEN = 64
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         self._open: dict[str, int] = {}  # shard name -> descriptor, most recently used last
+        self._lock = threading.Lock()
 
     def read(self, entry: Entry) -> bytes:
         """The file's bytes; OSError (which the snapshot reports as a skip) when missing or damaged."""
@@ -131,17 +134,19 @@ class Reader:
 
     def read_unchecked(self, shard: str, offset: int, size: int) -> bytes:
         """`size` bytes at `offset` of `shard` (a name in the folder), as stored."""
-        descriptor = self._open.pop(shard, None)
-        if descriptor is None:
-            if len(self._open) >= self.MAX_OPEN:
-                os.close(self._open.pop(next(iter(self._open))))
-            descriptor = os.open(self.folder / shard, os.O_RDONLY)
-        self._open[shard] = descriptor
-        return os.pread(descriptor, size, offset)
+        with self._lock:
+            descriptor = self._open.pop(shard, None)
+            if descriptor is None:
+                if len(self._open) >= self.MAX_OPEN:
+                    os.close(self._open.pop(next(iter(self._open))))
+                descriptor = os.open(self.folder / shard, os.O_RDONLY)
+            self._open[shard] = descriptor
+            return os.pread(descriptor, size, offset)
 
     def close(self) -> None:
-        while self._open:
-            os.close(self._open.popitem()[1])
+        with self._lock:
+            while self._open:
+                os.close(self._open.popitem()[1])
 
     __del__ = close  # once no member needs the reader
 
