@@ -64,7 +64,7 @@ def chosen_stages(which: str, leaderboard: Path = paths.REPORTS / "leaderboard.c
     return [str(board["stage"].iloc[0])]
 
 
-def split_images(classifier: Classifier, files: Sequence[SplitFile]) -> np.ndarray:
+def split_images(classifier: Classifier, files: Sequence[SplitFile | Path]) -> np.ndarray:
     """The split's image files decoded as predict and serving decode them (the same pixels into every runtime)."""
     decoded = [classifier.read(path) for path in files]
     broken = [f"{path}: {why}" for path, why in zip(files, decoded, strict=True) if isinstance(why, str)]
@@ -74,10 +74,10 @@ def split_images(classifier: Classifier, files: Sequence[SplitFile]) -> np.ndarr
     return np.stack(decoded) if decoded else np.zeros((0, spec.height, spec.width, spec.channels), np.uint8)
 
 
-def labels_of(classifier: Classifier, files: Sequence[SplitFile]) -> np.ndarray:
+def labels_of(classifier: Classifier, files: Sequence[SplitFile | Path]) -> np.ndarray:
     """Each test file's class (its folder) as an index into the first head's class names."""
     _, names, _ = classifier.groups()[0]
-    return np.array([names.index(file.label) for file in files], dtype=np.int64)
+    return np.array([names.index(file.parent.name) for file in files], dtype=np.int64)
 
 
 def calibration_files(count: int, seed: int, root: Path = paths.SPLIT) -> list[SplitFile]:
