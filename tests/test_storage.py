@@ -193,3 +193,15 @@ def test_a_sharded_split_without_its_snapshot_says_what_to_fetch(tmp_path, works
     manifest.write_text("\n".join([text[0], ",".join(first), *text[2:]]) + "\n")
     with pytest.raises(UserError, match=r"line 2 points at '../../../etc/passwd', not a shard"):
         tfdata.load_split(params, 4)
+
+
+def test_reading_a_plain_folder_does_not_load_tensorflow(tmp_path):
+    """The download and `inspect` of a folder ask whether it is a sharded split; answering must stay cheap."""
+    import subprocess
+    import sys
+
+    folder = own_folder(tmp_path / "pets", {"cat": 2, "dog": 2})
+    code = ("import sys; from imgclf.data import snapshot; found, _ = snapshot.members('folder', sys.argv[1]); "
+            "print(len(found), 'tensorflow' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["4", "False"]

@@ -16,15 +16,16 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
-import keras
 import numpy as np
-import tensorflow as tf
 
 from imgclf import paths
 from imgclf.data import shards
 from imgclf.errors import UserError
+
+if TYPE_CHECKING:  # TensorFlow is imported only where a dataset is built: the download and inspect stay light
+    import tensorflow as tf
 
 KERAS_SHUFFLE_BUFFER = 1024  # image_dataset_from_directory's buffer when it does not batch (batch_size=None)
 READ_BATCH = 32  # images read per call into Python: the call's cost shared, the order kept
@@ -102,6 +103,8 @@ def files(root: Path, split: str) -> list[SplitFile]:
         found = [SplitFile(row["path"], root, row["shard"], int(row["offset"]), int(row["size"])) for row in rows(root, split)]
         _require(root, {file.shard for file in found})
         return found
+    import keras
+
     listed = keras.utils.image_dataset_from_directory(root / split, labels="inferred", shuffle=False, batch_size=None,
                                                       image_size=(8, 8), verbose=False)
     return [SplitFile(Path(path).relative_to(root).as_posix(), root) for path in listed.file_paths]
@@ -147,6 +150,7 @@ def images(root: Path, split: str, class_names: Sequence[str], image_size: tuple
 
     labels: one integer per image (in listing order), yielded as is (Keras' label_mode int); None: the class's
     one-hot (label_mode categorical). With validation_split: (train, validation), as Keras' subset="both"."""
+    import tensorflow as tf
     located = _locate(root, split, class_names)
     codes = np.asarray(labels, np.int32) if labels is not None else located.label
     order = np.arange(len(codes))

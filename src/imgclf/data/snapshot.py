@@ -27,7 +27,7 @@ import pandas as pd
 
 from imgclf import paths
 from imgclf.data import archive as archive_module
-from imgclf.data import shards
+from imgclf.data import listing, shards
 from imgclf.errors import UserError
 
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
@@ -97,7 +97,7 @@ def members(source: str, value: str, label_columns: tuple[str, ...] = ("label",)
         found, labels = _csv_members(path, value, label_columns)
     elif path.is_dir() and shards.is_pack(path):
         found = _packed_members(path)
-    elif path.is_dir() and _sharded_split(path):
+    elif path.is_dir() and listing.sharded(path):
         found = _split_members(path)
     elif path.is_dir():
         found = _folder_members(path, value)
@@ -137,16 +137,8 @@ def _packed_members(folder: Path) -> list[Member]:
     return [Member(entry.path, entry.size, lambda entry=entry: reader.read(entry)) for entry in shards.entries(folder)]
 
 
-def _sharded_split(folder: Path) -> bool:
-    from imgclf.data import listing  # reads manifests with TensorFlow at hand: only for a split
-
-    return listing.sharded(folder)
-
-
 def _split_members(folder: Path) -> list[Member]:
     """A sharded split's images (data.storage shards), under their <split>/<class>/<file> paths, as files."""
-    from imgclf.data import listing
-
     return [Member(file.path, file.size, file.read_bytes) for split in paths.SPLITS for file in listing.files(folder, split)]
 
 
