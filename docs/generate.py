@@ -395,6 +395,11 @@ def storage_block() -> str:
             pushed = packed["one_changed"]["bytes_written"] + run["manifest_bytes"]
             lines.append(f"| {int(images):,}: what `dvc push` sends after one changed image (its shard, index and "
                          f"pack.json; the manifest) | {pushed / 1e6:,.1f} MB |")
+    growth = data.get("checks", {}).get("rss_growth")
+    if growth and len(data["runs"]) > 1:
+        smallest, largest = min(map(int, data["runs"])), max(map(int, data["runs"]))
+        lines.append(f"| peak RSS, {smallest:,} against {largest:,} images: download, split | "
+                     f"{growth['download']:+.0%}, {growth['split']:+.0%} |")
     return "\n".join(lines) + f"\n\nMachine: {_machine_line(data)} (`benchmarks/storage.py`).\n"
 
 

@@ -74,6 +74,37 @@ def test_the_same_folder_gives_the_same_shard_bytes_readable_by_tf_data(tmp_path
                                                                                 for name in ordered_shards)
 
 
+def test_a_folder_streams_its_files_in_path_order_whatever_their_names(tmp_path):
+    """The snapshot walks a folder without listing it whole: a folder must sort where its paths do
+    (`cat-1/x` before `cat/x`, `cat.b` before `cat/`), or packs and zips would come out in another order."""
+    names = ["cat/x.png", "cat-1/x.png", "cat.b", "cat/y/z.png", "cat0/a.png", "cat/y.png", "a b/c.png", "ä/1.png"]
+    for name in names:
+        (tmp_path / "in" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "in" / name).write_bytes(name.encode())
+    found, _ = snapshot.members("folder", str(tmp_path / "in"))
+    assert [member.name for member in found] == sorted(names) and len(found) == len(names)
+    shards.pack(found, tmp_path / "pack")
+    assert [entry.path for entry in shards.entries(tmp_path / "pack")] == sorted(names)
+    with pytest.raises(ValueError, match="out of path order"):
+        shards.pack(list(reversed(list(found))), tmp_path / "other")
+    assert not list(tmp_path.glob("*other*"))  # nothing half-written left behind
+
+
+def test_a_file_that_changes_while_it_is_packed_refuses_the_pack(tmp_path):
+    """A new shard's files are read twice (hashed, then written): bytes that differ the second time would
+    make an index that lies about its shard."""
+    reads = []
+
+    def changing() -> bytes:
+        reads.append(1)
+        return b"first" if len(reads) == 1 else b"later"
+
+    sources = [snapshot.Member("a/1.bin", 5, changing), snapshot.Member("a/2.bin", 3, lambda: b"two")]
+    with pytest.raises(UserError, match="a/1.bin: changed while it was being packed"):
+        shards.pack(sources, tmp_path / "pack")
+    assert len(reads) == 2 and not list(tmp_path.iterdir())  # nothing left that DVC could cache
+
+
 def test_one_changed_image_rewrites_only_the_shard_that_holds_it(tmp_path):
     folder = folder_of_images(tmp_path / "images")
     out = tmp_path / "pack"
@@ -212,10 +243,10 @@ def test_an_index_naming_a_file_outside_the_pack_refuses_the_whole_pack(tmp_path
     path, size, digest, offset = lines[1].split(",")
     index.write_text("\n".join([lines[0], f"../{path},{size},{digest},{offset}", *lines[2:]]) + "\n")
     with pytest.raises(UserError, match=r"names '\.\./.*', outside the pack: refusing the whole pack"):
-        snapshot.members("folder", str(tmp_path / "pack"))
+        list(snapshot.members("folder", str(tmp_path / "pack"))[0])
     info_file.write_text(json.dumps(info | {"shards": ["../../etc/passwd", *info["shards"][1:]]}))
     with pytest.raises(UserError, match="names files outside the pack: refusing the whole pack"):
-        snapshot.members("folder", str(tmp_path / "pack"))
+        list(snapshot.members("folder", str(tmp_path / "pack"))[0])
 
 
 def test_the_reader_reads_right_from_many_threads_with_more_shards_than_it_keeps_open(tmp_path, monkeypatch):

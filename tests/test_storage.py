@@ -74,6 +74,8 @@ def test_shards_give_the_same_split_inputs_and_model_bytes_as_folders(both, work
     assert shards.is_pack(raw / "pack") and not (raw / "images.zip").exists()
     assert not [path for path in split.rglob("*") if path.suffix in (".png", ".jpg", ".bmp")]  # no image files
     assert listing.sharded(split) and not listing.sharded(kept / "data" / "split")
+    # The split's working tables (its ledger) and pending bytes never reach the output DVC caches.
+    assert not [path for root in (split, kept / "data" / "split") for path in root.rglob(".*")]
 
     # The same rows (paths, classes, sha256), the same counts and skips; only where the bytes lie differs.
     mine, theirs = (pd.read_csv(root / "manifest.csv", dtype=str, keep_default_na=False)
@@ -205,3 +207,20 @@ def test_reading_a_plain_folder_does_not_load_tensorflow(tmp_path):
             "print(len(found), 'tensorflow' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["4", "False"]
+
+
+def test_a_broken_file_held_twice_is_skipped_as_broken_both_times(tmp_path, workspace, mlflow_store, write_params,
+                                                                    run_stage_script):
+    """The split notes each drawn image's sha256 to find duplicates; a file that then fails its check must
+    not make a later copy of it "a duplicate" of something never drawn."""
+    folder = own_folder(tmp_path / "pets", {"cat": 6, "dog": 6})
+    broken = image_bytes(1, 99, "PNG")[:40]
+    (folder / "cat" / "broken.png").write_bytes(broken)
+    (folder / "dog" / "broken.png").write_bytes(broken)
+    (folder / "dog" / "again.jpg").write_bytes((folder / "dog" / "img000.jpg").read_bytes())  # a real duplicate
+    stored(workspace, write_params, run_stage_script, folder, "shards")
+    metrics = json.loads((workspace / "metrics" / "split.json").read_text())
+    reasons = {item["file"]: item["reason"] for item in metrics["skipped"]["files"]}
+    assert reasons["cat/broken.png"] == reasons["dog/broken.png"] and "duplicate" not in reasons["dog/broken.png"]
+    assert [item["file"] for item in metrics["duplicates"]["files"]] in (["dog/again.jpg"], ["dog/img000.jpg"])
+    assert sum(metrics["total"].values()) == 12

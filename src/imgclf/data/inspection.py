@@ -59,17 +59,23 @@ def inspect(source: str, value: str, label_columns: tuple[str, ...] = ("label",)
     if from_split:  # the split's own images: its manifest is no image
         members = [member for member in members if member.name != paths.MANIFEST.name]
     by_name = {member.name: member for member in members}
-    if labels is not None:
-        layout = layout_module.from_labels(labels, value)
-    else:
-        layout = layout_module.from_names(sorted(by_name), value)
-    findings = Findings(path=value, pre_split=layout.pre_split, skipped=[list(item) for item in layout.skipped])
+    layout = layout_module.from_labels(labels) if labels is not None else layout_module.from_names(by_name)
+    skipped: list[list[str]] = []
+    grouped: dict[str | None, dict[str, list[str]]] = {}  # split -> class -> files, in name order
+    for name in sorted(by_name):
+        place = layout.place(name)
+        if isinstance(place, str):
+            skipped.append([name, place])
+        else:
+            grouped.setdefault(place[0], defaultdict(list))[place[1]].append(name)
+    layout.check({split: set(classes) for split, classes in grouped.items()}, value)
+    findings = Findings(path=value, pre_split=layout.pre_split, skipped=skipped)
     counts: Counter[str] = Counter()
     widths, heights, formats, modes = [], [], Counter(), Counter()
     holders: dict[str, list[tuple[str, str]]] = defaultdict(list)  # sha256 -> [(class, file)]
-    for classes in layout.files.values():
+    for classes in grouped.values():
         for label, files in sorted(classes.items()):
-            for name, _ in files:
+            for name in files:
                 data = by_name[name].read()
                 holders[hashlib.sha256(data).hexdigest()].append((label, name))
                 header = _header(data)

@@ -9,9 +9,9 @@ columns travel into the split's manifest.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import Iterable
 
 import pandas as pd
 
@@ -22,70 +22,89 @@ SPLIT_FOLDERS = ("train", "test")
 RESERVED = ("class", "split", "sha256", "width", "height")  # the manifest's own columns
 
 
+Place = tuple[str | None, str, str, dict[str, str]]  # (split or None, class, file name in its class folder, extras)
+
+
 @dataclass
 class Layout:
-    """Files by split (None: not pre-split) and class, what was skipped, and the CSV's extra columns.
+    """Where each file belongs: `place(name)` gives its split (None: not pre-split), class and name in its
+    class folder (the path below the class folder, or the CSV's path, with `/` as `__`, so no two files of
+    a class share a name), and a labels CSV's other columns; or the reason it is skipped.
 
-    Each file is (its name in the snapshot, its name in its class folder: the path below the class
-    folder, or the CSV's path, with `/` as `__`, so no two files of a class share a name).
+    Deciding the layout reads the names once; placing them is a second pass the caller streams, so a
+    million names are never held at once (a CSV's labels are: they come as a table).
     """
 
-    files: dict[str | None, dict[str, list[tuple[str, str]]]] = field(default_factory=dict)
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    extras: dict[str, dict[str, str]] = field(default_factory=dict)  # file -> {column: value}
+    pre_split: bool = False
+    depth: int = 0  # single folders wrapping everything
+    labels: dict[str, tuple[str, dict[str, str]]] | None = None  # a CSV's: path -> (label, extras)
     extra_columns: tuple[str, ...] = ()
 
-    @property
-    def pre_split(self) -> bool:
-        return None not in self.files
-
-
-def from_names(names: list[str], source: str) -> Layout:
-    """The layout of a folder or archive snapshot's file names."""
-    layout = Layout()
-    kept = []
-    for name in names:
+    def place(self, name: str) -> Place | str:
+        if self.labels is not None:
+            label, extras = self.labels[name]
+            return None, label, name.replace("/", "__"), extras
         if any(part in name for part in JUNK):
-            layout.skipped.append((name, "system file (Thumbs.db, __MACOSX, ...)"))
-        else:
-            kept.append(name)
+            return "system file (Thumbs.db, __MACOSX, ...)"
+        item = _parts(name)
+        depth = self.depth
+        inner = item[depth + 1:] if self.pre_split else item[depth:]
+        if len(inner) < 2:
+            where = f"{item[depth]}/<class>/<file>" if self.pre_split else "<class>/<file>"
+            return f"not in a class folder ({where})"
+        split = item[depth] if self.pre_split else None
+        if self.pre_split and split not in SPLIT_FOLDERS:
+            return "outside train/ and test/ in a pre-split layout"
+        return split, inner[0], "__".join(inner[1:]), {}
+
+    def check(self, classes: dict[str | None, set[str]], source: str) -> None:
+        """Refuse a split (or the whole set) with fewer than two classes, or train and test with different ones."""
+        for split in ("test", "train") if self.pre_split else (None,):
+            found = classes.get(split, set())
+            if len(found) < 2:
+                where = f" {split}/" if split else ""
+                raise UserError(
+                    f"{source}:{where} found {len(found)} class ({', '.join(sorted(found)) or 'none'}): a classifier "
+                    f"needs at least two, one folder of images (or one CSV label) per class"
+                )
+        if self.pre_split and classes["train"] != classes["test"]:
+            train, test = classes["train"], classes["test"]
+            raise UserError(
+                f"{source}: train/ and test/ have different classes (only in train: {sorted(train - test)}, only "
+                f"in test: {sorted(test - train)}): give both the same class folders"
+            )
+
+
+def from_names(names: Iterable[str]) -> Layout:
+    """The layout of a folder or archive snapshot's file names (one pass; what decides it is each file's
+    folder, so one name per folder is kept)."""
+    folders: dict[str, str] = {}  # folder -> its first file that is no system file
+    for name in names:
+        if not any(part in name for part in JUNK):
+            folders.setdefault(name.rpartition("/")[0], name)
+    kept = list(folders.values())
     depth = _wrapping_depth(kept)
     tops = {item[depth] for item in map(_parts, kept) if len(item) > depth + 1}
-    pre_split = tops == set(SPLIT_FOLDERS)
-    for name in kept:
-        item = _parts(name)
-        inner = item[depth + 1:] if pre_split else item[depth:]
-        if len(inner) < 2:
-            where = f"{item[depth]}/<class>/<file>" if pre_split else "<class>/<file>"
-            layout.skipped.append((name, f"not in a class folder ({where})"))
-            continue
-        split = item[depth] if pre_split else None
-        if pre_split and split not in SPLIT_FOLDERS:
-            layout.skipped.append((name, "outside train/ and test/ in a pre-split layout"))
-            continue
-        layout.files.setdefault(split, defaultdict(list))[inner[0]].append((name, "__".join(inner[1:])))
-    _check_classes(layout, source)
-    return layout
+    return Layout(pre_split=tops == set(SPLIT_FOLDERS), depth=depth)
 
 
-def from_labels(labels: pd.DataFrame, source: str) -> Layout:
+def from_labels(labels: pd.DataFrame) -> Layout:
     """The layout a labels CSV gives (path, label, extra columns), as download normalised it.
 
     An extra column named like one of the manifest's own (class, split, sha256, ...) gets a `csv_` prefix.
     """
     labels = labels.rename(columns={column: f"csv_{column}" for column in labels.columns if column in RESERVED})
-    layout = Layout(extra_columns=tuple(column for column in labels.columns if column not in ("path", "label")))
-    by_class: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    for record in labels.to_dict("records"):
-        by_class[record["label"]].append((record["path"], record["path"].replace("/", "__")))
-        layout.extras[record["path"]] = {column: record[column] for column in layout.extra_columns}
-    layout.files[None] = by_class
-    _check_classes(layout, source)
-    return layout
+    extra_columns = tuple(column for column in labels.columns if column not in ("path", "label"))
+    placed = {record["path"]: (record["label"], {column: record[column] for column in extra_columns})
+              for record in labels.to_dict("records")}
+    return Layout(labels=placed, extra_columns=extra_columns)
 
 
 def _parts(name: str) -> tuple[str, ...]:
-    return PurePosixPath(name).parts
+    parts = name.split("/")
+    if "" in parts or "." in parts:  # `a//b`, `./a`, `a/`: as pathlib reads them
+        return PurePosixPath(name).parts
+    return tuple(parts)
 
 
 def _wrapping_depth(names: list[str]) -> int:
@@ -97,20 +116,3 @@ def _wrapping_depth(names: list[str]) -> int:
             break
         depth += 1
     return depth
-
-
-def _check_classes(layout: Layout, source: str) -> None:
-    for split, classes in layout.files.items():
-        if len(classes) < 2:
-            where = f" {split}/" if split else ""
-            found = ", ".join(sorted(classes)) or "none"
-            raise UserError(
-                f"{source}:{where} found {len(classes)} class ({found}): a classifier needs at least two, one "
-                f"folder of images (or one CSV label) per class"
-            )
-    if layout.pre_split and set(layout.files["train"]) != set(layout.files["test"]):
-        train, test = set(layout.files["train"]), set(layout.files["test"])
-        raise UserError(
-            f"{source}: train/ and test/ have different classes (only in train: {sorted(train - test)}, only "
-            f"in test: {sorted(test - train)}): give both the same class folders"
-        )

@@ -31,8 +31,8 @@ import re
 import shutil
 import threading
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-from typing import Callable, Iterator, Protocol
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Protocol
 
 from imgclf import atomic
 from imgclf.data.archive import READ_ERRORS
@@ -102,7 +102,7 @@ def entries(folder: Path) -> Iterator[Entry]:
                     entry = Entry(path, int(size), sha256, shard, int(offset))
                 except ValueError:
                     raise UserError(f"{index}: line {line} is damaged: pack the original folder again") from None
-                if not path or path.startswith("/") or ".." in PurePosixPath(path).parts:
+                if not path or path.startswith("/") or ".." in path.split("/"):
                     raise UserError(f"{index}: line {line} names {path!r}, outside the pack: refusing the whole pack")
                 yield entry
 
@@ -207,13 +207,19 @@ class Outcome:
     skipped: list[tuple[str, str]]
 
 
-def pack(sources: list[Source], target: Path, shard_mb: float = DEFAULT_SHARD_MB,
+def pack(sources: Iterable[Source], target: Path, shard_mb: float = DEFAULT_SHARD_MB,
          progress: Callable[[int], None] | None = None, reuse: Path | None = None) -> Outcome:
     """Write (or update) the pack at `target` from `sources`; a file that cannot be read is skipped and listed.
 
+    `sources` come in path order and are passed over more than once (a list, or a listing that streams
+    them again: imgclf.data.snapshot.Files): for their sizes when a new pack must choose its modulus, and
+    a shard behind, to write a new shard's files; so nothing is held per file, whatever a shard's size.
     A shard already in the old pack at `target`, or in the pack `reuse` (the pack the sources come from),
     is hard-linked from there rather than written again."""
     import tensorflow as tf  # TFRecord framing (its CRC32C); only packing needs TensorFlow
+
+    if iter(sources) is sources:
+        raise TypeError("pack: sources must be a list or a listing that can be passed over again, not an iterator")
 
     target = Path(target)
     previous = target if is_pack(target) else None
@@ -224,67 +230,121 @@ def pack(sources: list[Source], target: Path, shard_mb: float = DEFAULT_SHARD_MB
     old_info = read_info(basis) if basis else {}
     if basis is not None and basis == reuse:
         shard_mb = old_info.get("shard_mb", shard_mb)
-    ordered = sorted(sources, key=lambda source: source.name)
     if "modulus" in old_info and old_info.get("shard_mb") == shard_mb:
         modulus = int(old_info["modulus"])
     else:
-        modulus = modulus_for(sum(source.size for source in ordered), len(ordered), shard_mb)
+        sizes = [0, 0]  # files, bytes
+        for source in sources:
+            sizes[0] += 1
+            sizes[1] += source.size
+        modulus = modulus_for(sizes[1], sizes[0], shard_mb)
     old_shards = {path.name: folder for folder in (reuse, previous) if folder is not None
                   for path in Path(folder).glob("shard-*.tfrecord")}
     skipped: list[tuple[str, str]] = []
-    written = written_bytes = total = 0
+    written = written_bytes = total = count = 0
     shards: list[str] = []
     with atomic.directory(target) as temp:
-        group: list[tuple[str, bytes, str]] = []  # (path, bytes, sha256) of the shard being filled
+        # Nothing is held per file: the shard being filled keeps its index in a temp file, and the files are
+        # passed over a second time a shard behind, a new shard's read again as it is written.
+        behind = iter(sources)
+        filling = _Filling(temp)
 
         def flush() -> None:
-            nonlocal written, written_bytes
-            if not group:
+            nonlocal filling, written, written_bytes
+            if not filling.files:
                 return
-            content = hashlib.sha256()
-            for path, _, digest in group:
-                content.update(f"{path}\0{digest}\n".encode())
-            name = f"shard-{content.hexdigest()[:16]}.tfrecord"
-            offset = 0
-            rows = []
-            for path, data, digest in group:
-                rows.append([path, len(data), digest, offset + RECORD_HEADER])
-                offset += RECORD_HEADER + len(data) + RECORD_FOOTER
+            name, length, index = filling.finish()
             old = old_shards.get(name)
-            if old is not None and (old / name).stat().st_size == offset:
+            if old is not None and (old / name).stat().st_size == length:
                 _link_or_copy(old / name, temp / name)
                 _link_or_copy(old / _index_name(name), temp / _index_name(name))
+                for path, *_ in _rows(index):
+                    _catch_up(behind, path)
+                index.unlink()
             else:
                 with tf.io.TFRecordWriter(str(temp / name)) as writer:
-                    for _, data, _ in group:
-                        writer.write(data)
-                with open(temp / _index_name(name), "w", newline="", encoding="utf-8") as stream:
-                    index = csv.writer(stream, lineterminator="\n")
-                    index.writerow(INDEX_COLUMNS)
-                    index.writerows(rows)
+                    for path, _, digest, _ in _rows(index):
+                        writer.write(_again(_catch_up(behind, path), digest))
+                os.replace(index, temp / _index_name(name))
                 written += 1
-                written_bytes += offset + (temp / _index_name(name)).stat().st_size
+                written_bytes += length + (temp / _index_name(name)).stat().st_size
             shards.append(name)
-            group.clear()
+            filling = _Filling(temp)
 
-        for number, source in enumerate(ordered, start=1):
+        last = ""
+        for number, source in enumerate(sources, start=1):
+            if source.name <= last:
+                raise ValueError(f"pack: files out of path order ({last!r}, then {source.name!r})")
+            last, count = source.name, number
             try:
                 data = source.read()
             except READ_ERRORS as error:
                 skipped.append((source.name, f"unreadable ({str(error)[:60]})"))
                 continue
-            group.append((source.name, data, hashlib.sha256(data).hexdigest()))
+            filling.add(source.name, len(data), hashlib.sha256(data).hexdigest())
             total += len(data)
             if boundary(source.name, modulus):
                 flush()
             if progress and number % 10_000 == 0:
                 progress(number)
         flush()
-        files = len(ordered) - len(skipped)
+        filling.finish()[2].unlink()
+        files = count - len(skipped)
         info = {"format": FORMAT, "version": VERSION, "shard_mb": shard_mb, "modulus": modulus,
                 "files": files, "bytes": total, "shards": shards}
         (temp / INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return Outcome(files, total, len(shards), written, written_bytes, skipped)
+
+
+class _Filling:
+    """The shard being filled: its index rows in a temp file as its files come, its name (by content) and length."""
+
+    def __init__(self, folder: Path):
+        self.path = folder / ".filling.csv"
+        self._stream = open(self.path, "w", newline="", encoding="utf-8")
+        self._writer = csv.writer(self._stream, lineterminator="\n")
+        self._writer.writerow(INDEX_COLUMNS)
+        self._content = hashlib.sha256()
+        self.length = self.files = 0
+
+    def add(self, path: str, size: int, digest: str) -> None:
+        self._writer.writerow([path, size, digest, self.length + RECORD_HEADER])
+        self._content.update(f"{path}\0{digest}\n".encode())
+        self.length += RECORD_HEADER + size + RECORD_FOOTER
+        self.files += 1
+
+    def finish(self) -> tuple[str, int, Path]:
+        """(the shard's name, its length in bytes, its index file)."""
+        self._stream.close()
+        return f"shard-{self._content.hexdigest()[:16]}.tfrecord", self.length, self.path
+
+
+def _rows(index: Path) -> Iterator[list[str]]:
+    with open(index, newline="", encoding="utf-8") as stream:
+        rows = csv.reader(stream)
+        next(rows)
+        yield from rows
+
+
+def _catch_up(behind: Iterator[Source], path: str) -> Source:
+    """The next file named `path` of the second pass (passing over files the first found unreadable)."""
+    for source in behind:
+        if source.name == path:
+            return source
+        if source.name > path:
+            break
+    raise UserError(f"{path}: the files changed while they were being packed: pack again once nothing writes to them")
+
+
+def _again(source: Source, digest: str) -> bytes:
+    """A file's bytes read a second time, to be written: a file that changed in between refuses the pack."""
+    try:
+        data = source.read()
+    except READ_ERRORS as error:
+        data = str(error).encode()
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise UserError(f"{source.name}: changed while it was being packed: pack again once nothing writes to it")
+    return data
 
 
 def _link_or_copy(source: Path, target: Path) -> None:

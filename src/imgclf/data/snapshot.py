@@ -21,7 +21,7 @@ import tarfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable
+from typing import Callable, Iterable, Iterator, Sequence
 
 import pandas as pd
 
@@ -35,13 +35,29 @@ ARCHIVES = (".zip", ".tar", ".tar.gz", ".tgz")
 LAYOUT_HINT = "give a folder of <class>/<images>, a .zip/.tar of one, or a CSV with path,label columns"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Member:
     """One file of the input: its path relative to data.path, its size, and how to read it."""
 
     name: str
     size: int
     read: Callable[[], bytes]
+
+
+class Files:
+    """A source's files in name order, re-iterable without holding them all (a folder or a pack of a million
+    files is walked again on each pass); len() counts them once (a pack's pack.json knows)."""
+
+    def __init__(self, walk: Callable[[], Iterator[Member]], count: int | None = None):
+        self._walk, self._count = walk, count
+
+    def __iter__(self) -> Iterator[Member]:
+        return self._walk()
+
+    def __len__(self) -> int:
+        if self._count is None:
+            self._count = sum(1 for _ in self._walk())
+        return self._count
 
 
 def ignored(relative: str) -> bool:
@@ -64,33 +80,43 @@ def snapshot(source: str, value: str, raw: Path, max_bytes: int, label_columns: 
     return {"files": len(found) - len(skipped), "skipped": [list(item) for item in skipped], "storage": storage}
 
 
-def write_pack(target: Path, members: list[Member], max_bytes: int, origin: Path) -> list[tuple[str, str]]:
+def write_pack(target: Path, members: Iterable[Member], max_bytes: int, origin: Path) -> list[tuple[str, str]]:
     """The files as a pack (imgclf.data.shards) with write_zip's choices; the (name, reason) of files skipped.
 
     From a pack (`origin`), each shard that comes out the same is hard-linked rather than written again."""
-    kept, skipped = _admitted(members, max_bytes)
+    kept = _Admitted(members, max_bytes)
     outcome = shards.pack(kept, target, reuse=origin if origin.is_dir() and shards.is_pack(origin) else None)
-    return sorted(skipped + outcome.skipped)
+    return sorted(kept.skipped + outcome.skipped)
 
 
-def _admitted(members: list[Member], max_bytes: int) -> tuple[list[Member], list[tuple[str, str]]]:
-    """The members a snapshot takes, sorted (a name held twice, as a tar may: the first), and those too large."""
-    kept: list[Member] = []
-    skipped: list[tuple[str, str]] = []
-    seen: set[str] = set()
-    for member in sorted(members, key=lambda item: item.name):
-        if member.name in seen:
-            continue
-        seen.add(member.name)
-        if member.size > max_bytes:
-            skipped.append((member.name, f"too large to decode safely ({member.size} bytes)"))
-        else:
-            kept.append(member)
-    return kept, skipped
+class _Admitted:
+    """The members a snapshot takes, in name order (a name held twice, as a tar may: the first), re-iterable;
+    `skipped`: those too large."""
+
+    def __init__(self, members: Iterable[Member], max_bytes: int):
+        self.members, self.max_bytes = members, max_bytes
+        self._too_large: dict[str, str] = {}  # each pass finds the same ones
+
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        return list(self._too_large.items())
+
+    def __iter__(self) -> Iterator[Member]:
+        previous = None
+        for member in self.members:
+            if member.name == previous:
+                continue
+            previous = member.name
+            if member.size > self.max_bytes:
+                self._too_large[member.name] = f"too large to decode safely ({member.size} bytes)"
+            else:
+                yield member
 
 
-def members(source: str, value: str, label_columns: tuple[str, ...] = ("label",)) -> tuple[list[Member], pd.DataFrame | None]:
-    """The files of data.path (a folder, an archive, or the files a CSV names) and, for a CSV, its labels."""
+def members(source: str, value: str,
+            label_columns: tuple[str, ...] = ("label",)) -> tuple[Sequence[Member] | Files, pd.DataFrame | None]:
+    """The files of data.path (a folder, an archive, or the files a CSV names) in name order and, for a CSV,
+    its labels. A folder's or a pack's files are streamed on each pass (Files), the others listed."""
     path = paths.user_path(value)
     labels = None
     if source == "csv":
@@ -111,35 +137,50 @@ def members(source: str, value: str, label_columns: tuple[str, ...] = ("label",)
     return found, labels
 
 
-def _folder_members(root: Path, value: str) -> list[Member]:
-    """Every file below `root`, by relative path; a link leading outside it is refused."""
+def _folder_members(root: Path, value: str) -> Files:
+    """Every file below `root`, by relative path, in name order; a link leading outside it is refused."""
     root = root.resolve()
-    members = []
-    for folder, dirnames, filenames in os.walk(root):  # links to folders are not followed
-        for name in [*dirnames, *filenames]:
-            full = Path(folder) / name
-            if full.is_symlink() and not full.resolve().is_relative_to(root):
+
+    def walk(folder: Path, prefix: str) -> Iterator[Member]:
+        try:
+            with os.scandir(folder) as listed:
+                found = list(listed)
+        except OSError:
+            return  # an unreadable sub-folder: passed over, as os.walk does
+        # A folder sorts as "name/": its files then come exactly where their paths sort among the others'.
+        for entry in sorted(found, key=lambda entry: entry.name + "/" * entry.is_dir(follow_symlinks=False)):
+            full = Path(entry.path)
+            if entry.is_symlink() and not full.resolve().is_relative_to(root):
                 raise UserError(
                     f"data.path = {value}: {full.relative_to(root)} links to {full.resolve()}, outside "
                     f"data.path: refusing the whole folder; copy the file in instead"
                 )
-        for name in filenames:
-            full = Path(folder) / name
-            relative = full.relative_to(root).as_posix()
-            if not ignored(relative):  # a broken link has no size; reading it fails and is reported
-                members.append(Member(relative, full.stat().st_size if full.exists() else 0, full.read_bytes))
-    return members
+            relative = prefix + entry.name
+            if entry.is_dir(follow_symlinks=False):
+                yield from walk(full, relative + "/")
+            elif entry.is_symlink() and full.is_dir():
+                continue  # a link to a folder inside data.path: not followed
+            elif not ignored(relative):  # a broken link has no size; reading it fails and is reported
+                yield Member(relative, full.stat().st_size if full.exists() else 0, full.read_bytes)
+
+    return Files(lambda: walk(root, ""))
 
 
-def _packed_members(folder: Path) -> list[Member]:
+def _packed_members(folder: Path) -> Files:
     """Every file of a pack, by its index; reading one checks its sha256 (a damaged one is skipped)."""
-    reader = shards.Reader(folder)
-    return [Member(entry.path, entry.size, lambda entry=entry: reader.read(entry)) for entry in shards.entries(folder)]
+
+    def walk() -> Iterator[Member]:
+        reader = shards.Reader(folder)
+        for entry in shards.entries(folder):
+            yield Member(entry.path, entry.size, lambda entry=entry: reader.read(entry))
+
+    return Files(walk, int(shards.read_info(folder).get("files", 0)) or None)
 
 
 def _split_members(folder: Path) -> list[Member]:
     """A sharded split's images (data.storage shards), under their <split>/<class>/<file> paths, as files."""
-    return [Member(file.path, file.size, file.read_bytes) for split in paths.SPLITS for file in listing.files(folder, split)]
+    found = [Member(file.path, file.size, file.read_bytes) for split in paths.SPLITS for file in listing.files(folder, split)]
+    return sorted(found, key=lambda member: member.name)
 
 
 def _archive_members(path: Path, value: str) -> list[Member]:
@@ -153,7 +194,7 @@ def _archive_members(path: Path, value: str) -> list[Member]:
                 raise UserError(f"data.path = {value}: entry {info.filename!r} {reason}: refusing the whole archive")
             if not info.is_dir() and not ignored(info.filename):
                 members.append(Member(info.filename, info.file_size, lambda info=info: opened.read(info)))
-        return members
+        return sorted(members, key=lambda member: member.name)  # stable: a name held twice keeps its first
     try:
         opened = tarfile.open(path)
         infos = opened.getmembers()
@@ -169,7 +210,7 @@ def _archive_members(path: Path, value: str) -> list[Member]:
             )
         if info.isfile() and not ignored(info.name):
             members.append(Member(info.name, info.size, lambda info=info: opened.extractfile(info).read()))
-    return members
+    return sorted(members, key=lambda member: member.name)
 
 
 def _csv_members(path: Path, value: str, label_columns: tuple[str, ...]) -> tuple[list[Member], pd.DataFrame]:
@@ -233,24 +274,25 @@ class Stored:
         self._zip = self._reader = None
         if (raw / paths.RAW_PACK.name).is_dir():
             self.pack: Path | None = raw / paths.RAW_PACK.name
-            self._entries = {entry.path: entry for entry in shards.entries(self.pack)}
             self._reader = shards.Reader(self.pack)
-            self.names = list(self._entries)
         else:
             self.pack = None
             self._zip = archive_module.open_zip(raw / paths.RAW_IMAGES.name)
-            self.names = [info.filename for info in self._zip.infolist()]
 
-    def size(self, name: str) -> int:
-        return self._entries[name].size if self.pack else self._zip.getinfo(name).file_size
+    def files(self) -> Iterator[tuple[str, int, shards.Entry | None]]:
+        """(name, size, where a packed file's bytes lie or None in a zip) of each file, in name order;
+        a pack's streamed from its indexes, not held."""
+        if self.pack:
+            for entry in shards.entries(self.pack):
+                yield entry.path, entry.size, entry
+        else:
+            for info in sorted(self._zip.infolist(), key=lambda info: info.filename):
+                yield info.filename, info.file_size, None
 
-    def read(self, name: str) -> bytes:
-        """The file's bytes; for a pack checked against its sha256 (OSError when damaged)."""
-        return self._reader.read(self._entries[name]) if self.pack else self._zip.read(name)
-
-    def origin(self, name: str) -> shards.Entry | None:
-        """Where a packed file's bytes lie (the split points at them rather than copying); None in a zip."""
-        return self._entries[name] if self.pack else None
+    def read(self, name: str, origin: shards.Entry | None) -> bytes:
+        """A file's bytes (`origin`: where files() said a packed one lies), a packed one checked against its
+        sha256 (OSError when damaged)."""
+        return self._reader.read(origin) if self.pack else self._zip.read(name)
 
     def close(self) -> None:
         if self._zip is not None:
@@ -265,9 +307,10 @@ class Stored:
         self.close()
 
 
-def write_zip(target: Path, members: list[Member], max_bytes: int) -> list[tuple[str, str]]:
+def write_zip(target: Path, members: Iterable[Member], max_bytes: int) -> list[tuple[str, str]]:
     """A stored zip of `members`, sorted, with fixed timestamps; the (name, reason) of files skipped."""
-    kept, skipped = _admitted(members, max_bytes)
+    kept = _Admitted(members, max_bytes)
+    skipped: list[tuple[str, str]] = []
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as out:
         for member in kept:
             try:
@@ -276,4 +319,4 @@ def write_zip(target: Path, members: list[Member], max_bytes: int) -> list[tuple
                 skipped.append((member.name, f"unreadable ({str(error)[:60]})"))
                 continue
             out.writestr(zipfile.ZipInfo(member.name, date_time=ZIP_DATE), data)
-    return sorted(skipped)
+    return sorted(kept.skipped + skipped)

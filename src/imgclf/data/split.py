@@ -19,9 +19,11 @@ import hashlib
 import io
 import json
 import shutil
+import sqlite3
 from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path, PurePosixPath
+from typing import Iterable, Iterator
 
 from PIL import Image
 
@@ -30,6 +32,7 @@ from imgclf.data import archive as archive_module
 from imgclf.data import candidates as candidates_module
 from imgclf.data import draw, shards, snapshot
 from imgclf.data.catalog import SOURCES
+from imgclf.data.ledger import Ledger
 from imgclf.errors import UserError
 from imgclf.params import Params
 
@@ -61,11 +64,11 @@ def _writer(root: Path) -> tuple[draw.Write, draw.Move]:
     """(write an image into root/<split>/<class>/, move a written one to another split)."""
 
     def write(split: str, label: str, candidate: candidates_module.Candidate, data: bytes, width: int, height: int,
-              suffix: str) -> dict:
+              suffix: str) -> tuple[dict, None]:
         row = _row(split, label, candidate, data, width, height, suffix)
         (root / split / label).mkdir(parents=True, exist_ok=True)
         (root / row["path"]).write_bytes(data)
-        return row
+        return row, None
 
     def move(row: dict, split: str) -> dict:
         moved = _moved(row, split)
@@ -82,43 +85,56 @@ class _Pointers:
     `write` points an unchanged packed image at data/raw/pack and keeps the others' bytes (by content);
     `finish` packs those into root/pack and points their rows there."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, ledger: Ledger):
         self.root = root
+        self.ledger = ledger
         self.pending = root / ".pending"  # the images for the split's own pack, as files named by content (not in memory)
 
     def write(self, split: str, label: str, candidate: candidates_module.Candidate, data: bytes, width: int,
-              height: int, suffix: str) -> dict:
+              height: int, suffix: str) -> tuple[dict, str | None]:
         row = _row(split, label, candidate, data, width, height, suffix)
         origin = candidate.origin
         if origin is not None and origin.sha256 == row["sha256"]:
-            return row | {"shard": shards.reference("raw", origin.shard), "offset": origin.offset, "size": origin.size}
+            return row | {"shard": shards.reference("raw", origin.shard), "offset": origin.offset,
+                          "size": origin.size}, None
         key = row["sha256"] + PurePosixPath(row["path"]).suffix.lower()
-        self.pending.mkdir(exist_ok=True)
-        (self.pending / key).write_bytes(data)
-        return row | {"shard": key}  # until finish() packs it
+        if self.ledger.add_pending(key):
+            self.pending.mkdir(exist_ok=True)
+            (self.pending / key).write_bytes(data)
+        return row, key  # its row points at the bytes once finish() has packed them
 
-    def finish(self, rows: list[dict]) -> None:
+    def finish(self) -> None:
         if not self.pending.is_dir():
             return
         folder = self.root / SPLIT_PACK
-        shards.pack([snapshot.Member(path.name, path.stat().st_size, path.read_bytes) for path in self.pending.iterdir()],
-                    folder)
-        where = {entry.path: entry for entry in shards.entries(folder)}
-        for row in rows:
-            entry = where.get(row["shard"])
-            if entry is not None:
-                row |= {"shard": shards.reference("split", entry.shard), "offset": entry.offset, "size": entry.size}
+        shards.pack(_PendingFiles(self.ledger, self.pending), folder)
+        for entry in shards.entries(folder):
+            self.ledger.point(entry.path, {"shard": shards.reference("split", entry.shard), "offset": entry.offset,
+                                           "size": entry.size})
         shutil.rmtree(self.pending)
 
 
+class _PendingFiles:
+    """The pending files in key order, as the pack reads them (twice: sizes, then bytes), from the ledger."""
+
+    def __init__(self, ledger: Ledger, folder: Path):
+        self.ledger, self.folder = ledger, folder
+
+    def __iter__(self) -> Iterator[snapshot.Member]:
+        for key in self.ledger.pending_keys():
+            path = self.folder / key
+            yield snapshot.Member(key, path.stat().st_size, path.read_bytes)
+
+
+LEDGER = ".ledger.sqlite"  # the split's working tables (imgclf.data.ledger), in its temp folder
 SPLIT_PACK = "pack"  # data/split/pack: the images of a sharded split that data/raw/pack does not hold as they are
 
 
-def split_metrics(params: Params, outcome: draw.Outcome, listing_skipped: list[tuple[str, str]]) -> dict:
+def split_metrics(params: Params, outcome: draw.Outcome, ledger: Ledger, listing_skipped: list[tuple[str, str]]) -> dict:
     """The DVC metrics of the split: counts per split and class, skips by reason and by file."""
     counts: dict[str, dict[str, int]] = {split: {} for split in paths.SPLITS}
-    for row in outcome.rows:
-        counts[row["split"]][row["class"]] = counts[row["split"]].get(row["class"], 0) + 1
+    for split, label, images in sorted(ledger.counts()):
+        counts[split][label] = images
     skipped = sorted(listing_skipped + outcome.skipped)
     reasons = Counter(reason.split(" (")[0] for _, reason in skipped)
     return {
@@ -147,6 +163,8 @@ def split(params: Params) -> dict:
     extra_columns: tuple[str, ...] = ()
     try:
         with atomic.directory(paths.SPLIT) as folder, ExitStack() as opened:
+            ledger = Ledger(folder / LEDGER)  # deleted before the folder becomes data/split
+            opened.callback(ledger.close)
             if info.kind == "arrays":
                 _require(paths.RAW_ARRAYS)
                 pools, listing_skipped = candidates_module.array_pools(params.data)
@@ -158,18 +176,18 @@ def split(params: Params) -> dict:
                 if not paths.RAW_PACK.is_dir():
                     _require(paths.RAW_IMAGES)
                 stored = opened.enter_context(snapshot.Stored(paths.RAW))
-                pools, listing_skipped, extra_columns = candidates_module.image_pools(params.data, stored)
+                pools, listing_skipped, extra_columns = candidates_module.image_pools(params.data, stored, ledger)
                 listing_skipped += _download_skips()
             storage = _storage(params, pools)
             if storage == "shards":
-                pointers = _Pointers(folder)
-                outcome = draw.select(pools, params.data, params.seed, rgb, pointers.write, _moved)
-                pointers.finish(outcome.rows)
+                pointers = _Pointers(folder, ledger)
+                outcome = draw.select(pools, params.data, params.seed, rgb, pointers.write, _moved, ledger)
+                pointers.finish()
                 extra_columns = (*SHARD_COLUMNS, *extra_columns)
             else:
-                outcome = draw.select(pools, params.data, params.seed, rgb, *_writer(folder))
-            write_manifest(folder / paths.MANIFEST.name, outcome.rows, MANIFEST_COLUMNS + list(extra_columns))
-            metrics = split_metrics(params, outcome, listing_skipped) | {"storage": storage}
+                outcome = draw.select(pools, params.data, params.seed, rgb, *_writer(folder), ledger)
+            write_manifest(folder / paths.MANIFEST.name, ledger.rows(), MANIFEST_COLUMNS + list(extra_columns))
+            metrics = split_metrics(params, outcome, ledger, listing_skipped) | {"storage": storage}
             # Metrics first: if they cannot be written, the previous split stays in place too.
             atomic.write_json(paths.metrics_file("split"), metrics)
     except OSError as error:
@@ -177,6 +195,9 @@ def split(params: Params) -> dict:
             f"cannot write the split ({error.strerror or error}: {error.filename or paths.SPLIT}): "
             f"free disk space or fix the folder's permissions, then run again"
         ) from None
+    except sqlite3.OperationalError as error:  # the ledger: a full disk, mostly
+        raise UserError(f"cannot write the split's working tables ({error}: {paths.SPLIT.parent}): free disk "
+                        f"space, then run again") from None
     return metrics
 
 
@@ -188,9 +209,8 @@ def _storage(params: Params, pools: list[candidates_module.Pool]) -> str:
     return shards.storage_for(params.data.storage, images, params.data.shards_from)
 
 
-def write_manifest(target: Path, rows: list[dict], columns: list[str]) -> None:
-    """manifest.csv: one row per file, sorted by split, class and path (streamed, not a DataFrame)."""
-    rows.sort(key=lambda row: (row["split"], row["class"], row["path"]))
+def write_manifest(target: Path, rows: Iterable[dict], columns: list[str]) -> None:
+    """manifest.csv: one row per file, in the order given (the ledger's: by split, class and path), streamed."""
     with open(target, "w", newline="", encoding="utf-8") as stream:
         writer = csv.writer(stream, lineterminator="\n")
         writer.writerow(columns)

@@ -27,13 +27,14 @@ def split_inputs(source: str, data_path: str, manifest: Path = paths.MANIFEST) -
     """One DatasetInput per split of the manifest (none if there is no manifest yet)."""
     if not manifest.exists():
         return []
-    content = manifest.read_bytes()
     counts: dict[str, Counter] = {}
-    for row in csv.DictReader(content.decode().splitlines()):
-        counts.setdefault(row["split"], Counter())[row["class"]] += 1
+    with open(manifest, newline="", encoding="utf-8") as stream:  # streamed: a million rows are ~130 MB
+        for row in csv.DictReader(stream):
+            counts.setdefault(row["split"], Counter())[row["class"]] += 1
+    with open(manifest, "rb") as stream:
+        digest = hashlib.file_digest(stream, "sha256").hexdigest()[:DIGEST_CHARS]
     profile = json.dumps({split: {"images": sum(classes.values()), "classes": dict(sorted(classes.items()))}
                           for split, classes in sorted(counts.items())}, sort_keys=True)
-    digest = hashlib.sha256(content).hexdigest()[:DIGEST_CHARS]
     origin = json.dumps({"uri": data_path} if source in OWN_IMAGES else {"source": source})
     schema = json.dumps({"mlflow_colspec": [{"name": "image", "type": "binary"}, {"name": "label", "type": "string"}]})
     return [

@@ -77,7 +77,8 @@ def data_hash() -> str | None:
     """sha256 of the split manifest: the data every training stage saw."""
     if not paths.MANIFEST.exists():
         return None
-    return hashlib.sha256(paths.MANIFEST.read_bytes()).hexdigest()
+    with open(paths.MANIFEST, "rb") as stream:  # in chunks: a million images' manifest is ~130 MB
+        return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
 def stage_tags(stage: str) -> dict[str, str]:
