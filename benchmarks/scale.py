@@ -6,8 +6,8 @@ train/dog.N.jpg, small photo-like JPEGs of 48-96 px. The 50,000-image archive ho
 images twice under new names (train/cat.12500.jpg ...), each copy made distinct by a JPEG comment
 segment (the split skips a file whose bytes repeat another's, so byte-equal copies would all be skipped).
 Each stage runs as the pipeline runs it, `python -m stages.<stage>` in a workspace with its own
-params.yaml and MLflow store; the figures are that process's wall time and peak RSS (ru_maxrss
-from wait4: the stage process, and any child it waited for). The split takes every image
+params.yaml and MLflow store; the figures are that process's wall time and peak RSS (ru_maxrss of
+the stage process and any child it waited for, read by common.run_measured's small launcher). The split takes every image
 (25,000: 10,000 train + 2,500 test per class; 50,000: twice that).
 Bottleneck: VGG16 (weights none) at 32x32 on the first 1,000 and 10,000 images of the 25,000-image
 split (train 400/4,000 + test 100/1,000 per class, symlinked), in mixed_bfloat16 to keep it fast

@@ -15,7 +15,7 @@ Input throughput: a digits set (28 px grayscale PNG) and a photo set (150 px JPE
 real stages; `tfdata.load_ordered` (the bottleneck stage's single pass: read, decode, resize, batch)
 iterated over the train split, folders and shards alternating, three times each: images/s, best of three.
 
-    python benchmarks/storage.py [--images 100000 1000000] [--digits 20000] [--photos 2000]
+    python benchmarks/storage.py [--images 100000 1000000] [--digits 20000] [--photos 2000] [--photo-pipeline 200000]
 """
 
 from __future__ import annotations
@@ -46,9 +46,9 @@ OWN = {"data.source": "folder", "data.train_per_class": "all", "data.test_per_cl
        "data.test_fraction": 0.2, "mlflow.log_model": False, "data.storage": "shards"}
 
 
-def pipeline(images: int) -> dict:
-    folder = own_images.own_folder(images)
-    packed = common.WORK / f"pack_{images}"
+def pipeline(images: int, folder: Path | None = None, packed: Path | None = None) -> dict:
+    folder = folder or own_images.own_folder(images)
+    packed = packed or common.WORK / f"pack_{images}"
     if not (packed / "pack.json").is_file():
         pack_bench.pack(folder, packed)
     project = common.clone_project("storage_")
@@ -111,6 +111,34 @@ def image_folder(name: str, count: int, side: int, gray: bool) -> Path:
     return root
 
 
+def _photos(task: tuple[Path, int, int]) -> None:
+    root, start, stop = task
+    rng = np.random.default_rng(start)
+    for index in range(start, stop):
+        label = index % 2
+        buffer = io.BytesIO()
+        common.photo(rng, label, 150, 150).save(buffer, format="JPEG", quality=90)
+        (root / "ab"[label] / f"{index:07d}.jpg").write_bytes(buffer.getvalue())
+
+
+def photo_folder(count: int) -> Path:
+    """benchmarks/work/photos_pipeline_<count>/{a,b}/<n>.jpg: `count` photo-like JPEGs at 150 px, made once
+    (two processes)."""
+    from multiprocessing import Pool
+
+    root = common.WORK / f"photos_pipeline_{count}"
+    if (root / ".complete").is_file():
+        return root
+    shutil.rmtree(root, ignore_errors=True)
+    for label in "ab":
+        (root / label).mkdir(parents=True)
+    step = 10_000
+    with Pool(2) as workers:
+        workers.map(_photos, [(root, start, min(start + step, count)) for start in range(0, count, step)])
+    (root / ".complete").touch()
+    return root
+
+
 def throughput(name: str, folder: Path, side: int, gray: bool, repeats: int = 3) -> dict:
     """Images/s of load_ordered over the train split, stored as folders and as shards (alternating)."""
     overrides = OWN | {"data.path": str(folder), "image.size": [side, side],
@@ -155,14 +183,31 @@ def throughput(name: str, folder: Path, side: int, gray: bool, repeats: int = 3)
     return result
 
 
+def photos(count: int, load, started: float) -> None:
+    """The same pipeline on `count` photo-like JPEGs at 150 px (the chapter's size): storage_photos.json."""
+    print(f"download + split, data.storage shards, {count:,} photos at 150 px, packed:", flush=True)
+    folder = photo_folder(count)
+    packed = common.WORK / f"pack_photos_{count}"
+    packing = pack_bench.pack(folder, packed) if not (packed / "pack.json").is_file() else None
+    figures = {"images": count, "side": 150, "pack": packing, "run": pipeline(count, folder, packed),
+               "wall_s": time.perf_counter() - started}
+    path = common.write_result("storage_photos", figures, load)
+    print(f"written to {path.relative_to(common.ROOT)} in {figures['wall_s'] / 60:.1f} min")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, nargs="*", default=[100_000, 1_000_000])
     parser.add_argument("--digits", type=int, default=20_000)
     parser.add_argument("--photos", type=int, default=2_000)
+    parser.add_argument("--photo-pipeline", type=int, default=0,
+                        help="instead: download + split on this many 150 px photos (200000: ~3 GB of disk)")
     args = parser.parse_args()
     load = common.load_now()
     started = time.perf_counter()
+    if args.photo_pipeline:
+        photos(args.photo_pipeline, load, started)
+        return
     print("training input, shards against files:", flush=True)
     inputs = {"digits": throughput("digits", image_folder(f"digits_{args.digits}", args.digits, 28, True), 28, True),
               "photos": throughput("photos", image_folder(f"photos_{args.photos}", args.photos, 150, False), 150, False)}

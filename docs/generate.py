@@ -395,6 +395,16 @@ def storage_block() -> str:
             pushed = packed["one_changed"]["bytes_written"] + run["manifest_bytes"]
             lines.append(f"| {int(images):,}: what `dvc push` sends after one changed image (its shard, index and "
                          f"pack.json; the manifest) | {pushed / 1e6:,.1f} MB |")
+    photos = ROOT / "benchmarks" / "results" / "storage_photos.json"
+    if photos.is_file():
+        shot = json.loads(photos.read_text(encoding="utf-8"))
+        run = shot["run"]
+        lines.append(f"| {shot['images']:,} photos at {shot['side']} px from a pack: `dvc repro download`, `dvc repro split` | "
+                     f"{run['download']['seconds']:.0f} s ({run['download']['peak_rss_mib']:.0f} MiB), "
+                     f"{run['split']['seconds']:.0f} s ({run['split']['peak_rss_mib']:.0f} MiB) |")
+        lines.append(f"| {shot['images']:,} photos: on disk against the folder's bytes; no-op `dvc repro` | "
+                     f"{run['disk_ratio']:.2f} x its {run['folder']['apparent_bytes'] / 1e6:,.0f} MB; "
+                     f"{run['noop']['noop_median_s']:.1f} s |")
     growth = data.get("checks", {}).get("rss_growth")
     if growth and len(data["runs"]) > 1:
         smallest, largest = min(map(int, data["runs"])), max(map(int, data["runs"]))
