@@ -105,6 +105,16 @@ def test_a_file_that_changes_while_it_is_packed_refuses_the_pack(tmp_path):
     assert len(reads) == 2 and not list(tmp_path.iterdir())  # nothing left that DVC could cache
 
 
+def test_a_name_held_twice_is_packed_once_and_reported(tmp_path):
+    """A tar appended to (`tar -r`) can hold a name twice: the first is packed, the second reported, no crash."""
+    sources = [snapshot.Member("a/1.bin", 3, lambda: b"one"), snapshot.Member("a/1.bin", 5, lambda: b"later"),
+               snapshot.Member("a/2.bin", 3, lambda: b"two")]
+    done = shards.pack(sources, tmp_path / "pack")
+    assert done.files == 2 and done.skipped == [("a/1.bin", "held twice in the input: the first one packed")]
+    reader = shards.Reader(tmp_path / "pack")
+    assert [reader.read(entry) for entry in shards.entries(tmp_path / "pack")] == [b"one", b"two"]
+
+
 def test_one_changed_image_rewrites_only_the_shard_that_holds_it(tmp_path):
     folder = folder_of_images(tmp_path / "images")
     out = tmp_path / "pack"

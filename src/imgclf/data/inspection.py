@@ -68,6 +68,7 @@ def inspect(source: str, value: str, label_columns: tuple[str, ...] = ("label",)
             skipped.append([name, place])
         else:
             grouped.setdefault(place[0], defaultdict(list))[place[1]].append(name)
+    skipped.sort(key=lambda item: not item[1].startswith("system file"))  # system files first, each group by name
     layout.check({split: set(classes) for split, classes in grouped.items()}, value)
     findings = Findings(path=value, pre_split=layout.pre_split, skipped=skipped)
     counts: Counter[str] = Counter()

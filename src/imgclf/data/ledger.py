@@ -104,9 +104,9 @@ class Ledger:
                          (row["split"], row["class"], row["path"], json.dumps(row), id_))
 
     def rows(self) -> Iterator[dict]:
-        """Every row, sorted by split, class and path (the manifest's order)."""
+        """Every row, sorted by split, class and path (the manifest's order; two rows of one path, in write order)."""
         self._insert_waiting()
-        for (data,) in self._db.execute("SELECT data FROM rows ORDER BY split, class, path"):
+        for (data,) in self._db.execute("SELECT data FROM rows ORDER BY split, class, path, id"):
             yield json.loads(data)
 
     def counts(self) -> list[tuple[str, str, int]]:

@@ -273,9 +273,13 @@ def pack(sources: Iterable[Source], target: Path, shard_mb: float = DEFAULT_SHAR
 
         last = ""
         for number, source in enumerate(sources, start=1):
-            if source.name <= last:
+            count = number
+            if source.name == last:  # a name held twice (a tar appended to): the first is packed
+                skipped.append((source.name, "held twice in the input: the first one packed"))
+                continue
+            if source.name < last:
                 raise ValueError(f"pack: files out of path order ({last!r}, then {source.name!r})")
-            last, count = source.name, number
+            last = source.name
             try:
                 data = source.read()
             except READ_ERRORS as error:

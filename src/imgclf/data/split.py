@@ -195,7 +195,9 @@ def split(params: Params) -> dict:
             f"cannot write the split ({error.strerror or error}: {error.filename or paths.SPLIT}): "
             f"free disk space or fix the folder's permissions, then run again"
         ) from None
-    except sqlite3.OperationalError as error:  # the ledger: a full disk, mostly
+    except sqlite3.OperationalError as error:  # the ledger
+        if "disk" not in str(error) and "full" not in str(error):
+            raise
         raise UserError(f"cannot write the split's working tables ({error}: {paths.SPLIT.parent}): free disk "
                         f"space, then run again") from None
     return metrics
