@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pandas as pd
 import pytest
 
 from imgclf import paths
-from imgclf.data import archive, sources, split
+from imgclf.data import archive, snapshot, sources, split
 from imgclf.errors import UserError
 
 from helpers.archive_builders import (
@@ -189,3 +190,34 @@ def test_camera_jpeg_with_a_second_picture_is_a_jpeg(workspace, write_params, tm
     assert metrics["skipped"]["count"] == 0
     assert (paths.SPLIT / "train" / "cat" / "cat.77.jpg").exists() or (
         paths.SPLIT / "test" / "cat" / "cat.77.jpg").exists()
+
+
+@pytest.mark.parametrize("mode, suffix", [("w:gz", ".tgz"), ("w:bz2", ".tar.bz2"), ("w:xz", ".tar.xz")])
+def test_a_compressed_tar_reads_as_its_plain_tar(tmp_path, mode: str, suffix: str) -> None:
+    files = {f"{label}/{index:03d}.jpg": good_jpeg(index) for label in ("b", "a") for index in range(5)}
+    for name, write_mode in (("plain.tar", "w"), (f"packed{suffix}", mode)):  # added out of path order
+        with tarfile.open(tmp_path / name, write_mode) as out:
+            for member, data in files.items():
+                info = tarfile.TarInfo(member)
+                info.size = len(data)
+                out.addfile(info, io.BytesIO(data))
+
+    def read(name: str) -> list[tuple[str, bytes]]:
+        found, _ = snapshot.members("folder", str(tmp_path / name))
+        return [(member.name, member.read()) for member in found]
+
+    plain = read("plain.tar")
+    assert [name for name, _ in plain] == sorted(files) and dict(plain) == files
+    assert read(f"packed{suffix}") == plain  # decompressed once, read in path order
+
+
+def test_a_truncated_tar_gz_is_refused(tmp_path) -> None:
+    with tarfile.open(tmp_path / "whole.tar.gz", "w:gz") as out:
+        data = good_jpeg(1) * 40
+        info = tarfile.TarInfo("a/1.jpg")
+        info.size = len(data)
+        out.addfile(info, io.BytesIO(data))
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes((tmp_path / "whole.tar.gz").read_bytes()[:200])
+    with pytest.raises(UserError, match=r"cut.tar.gz: not a readable tar archive"):
+        snapshot.members("folder", str(cut))

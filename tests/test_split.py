@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import random
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 from PIL import Image
 
 from imgclf import paths
-from imgclf.data import sources, split
+from imgclf.data import layout, sources, split
 from imgclf.data.catalog import SOURCES
 from imgclf.errors import UserError
 
@@ -195,3 +196,28 @@ def test_unreadable_raw_arrays_say_to_download_again(raw_mnist_sample, write_par
                                         r"stage again \(dvc repro -f download\)$"):
         split.split(write_params())
     assert not paths.SPLIT.exists()
+
+
+def layout_of_all(names: list[str]) -> tuple[bool, int]:
+    """The layout rule read over every name at once: the single folders wrapping all files (never train/ or
+    test/), then whether the folders just below them are exactly train/ and test/."""
+    items = [tuple(name.split("/")) for name in names if "__MACOSX" not in name]
+    depth = 0
+    while all(len(item) > depth + 2 for item in items) and len({item[depth] for item in items}) == 1 \
+            and items[0][depth] not in layout.SPLIT_FOLDERS:
+        depth += 1
+    tops = {item[depth] for item in items if len(item) > depth + 1}
+    return tops == set(layout.SPLIT_FOLDERS), depth
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_the_layout_read_in_one_pass_is_the_rule_over_all_names(seed: int) -> None:
+    rng = random.Random(seed)
+    parts = ["pets", "train", "test", "cat", "dog", "x", "__MACOSX"]
+    prefix = [rng.choice(parts[:6]) for _ in range(rng.randrange(3))]
+    names = sorted({"/".join(prefix + [rng.choice(parts) for _ in range(rng.randrange(3))] + [f"{index}.jpg"])
+                    for index in range(rng.randrange(1, 8))})
+    if all("__MACOSX" in name for name in names):
+        names.append("cat/0.jpg")
+    found = layout.from_names(names)
+    assert (found.pre_split, found.depth) == layout_of_all(names), names

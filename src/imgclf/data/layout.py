@@ -76,16 +76,36 @@ class Layout:
 
 
 def from_names(names: Iterable[str]) -> Layout:
-    """The layout of a folder or archive snapshot's file names (one pass; what decides it is each file's
-    folder, so one name per folder is kept)."""
-    folders: dict[str, str] = {}  # folder -> its first file that is no system file
+    """The layout of a folder or archive snapshot's file names, in one pass holding only the folders they
+    all start with: how many single folders wrap every file (never train/ or test/; 0 for `cat/1.jpg`, 1
+    for `pets/cat/1.jpg`), and whether the folders just below those are exactly train/ and test/."""
+    common: list[str] | None = None  # the parts every name so far starts with
+    shortest = depth = 0
+    tops: set[str] = set()  # the folders at `depth` that are train/ or test/ ...
+    other_top = False  # ... and whether there is any other
     for name in names:
-        if not any(part in name for part in JUNK):
-            folders.setdefault(name.rpartition("/")[0], name)
-    kept = list(folders.values())
-    depth = _wrapping_depth(kept)
-    tops = {item[depth] for item in map(_parts, kept) if len(item) > depth + 1}
-    return Layout(pre_split=tops == set(SPLIT_FOLDERS), depth=depth)
+        if any(part in name for part in JUNK):
+            continue
+        item = _parts(name)
+        before = common
+        if common is None:
+            common, shortest = list(item), len(item)
+        else:
+            shared = 0
+            while shared < min(len(common), len(item)) and common[shared] == item[shared]:
+                shared += 1
+            common, shortest = common[:shared], min(shortest, len(item))
+        split_at = next((index for index, part in enumerate(common) if part in SPLIT_FOLDERS), len(common))
+        wrapped = max(0, min(shortest - 2, len(common), split_at))  # never grows from one name to the next
+        if before is not None and wrapped < depth:  # every earlier name has a folder at `wrapped`: the same one
+            tops, other_top = ({before[wrapped]}, False) if before[wrapped] in SPLIT_FOLDERS else (set(), True)
+        depth = wrapped
+        if len(item) > depth + 1:
+            if item[depth] in SPLIT_FOLDERS:
+                tops.add(item[depth])
+            else:
+                other_top = True
+    return Layout(pre_split=not other_top and tops == set(SPLIT_FOLDERS), depth=depth)
 
 
 def from_labels(labels: pd.DataFrame) -> Layout:
@@ -106,13 +126,3 @@ def _parts(name: str) -> tuple[str, ...]:
         return PurePosixPath(name).parts
     return tuple(parts)
 
-
-def _wrapping_depth(names: list[str]) -> int:
-    """How many single folders wrap every file (0 for `cat/1.jpg`, 1 for `pets/cat/1.jpg`)."""
-    depth = 0
-    while names and all(len(_parts(name)) > depth + 2 for name in names) \
-            and len({_parts(name)[depth] for name in names}) == 1:
-        if _parts(names[0])[depth] in SPLIT_FOLDERS:
-            break
-        depth += 1
-    return depth

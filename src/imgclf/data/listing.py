@@ -14,6 +14,7 @@ decode_image + bilinear resize): the same pixels in the same order, so the same 
 from __future__ import annotations
 
 import csv
+import functools
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Iterable, Sequence
@@ -57,10 +58,16 @@ class SplitFile:
     def read_bytes(self) -> bytes:
         if self.shard is None:
             return (self.root / self.path).read_bytes()
-        return shards.Reader(self.root).read_unchecked(self.shard, self.offset, self.size)
+        return _reader(self.root).read_unchecked(self.shard, self.offset, self.size)
 
     def __str__(self) -> str:
         return str(self.root / self.path)
+
+
+@functools.cache
+def _reader(root: Path) -> shards.Reader:
+    """One reader per split folder for SplitFile.read_bytes: its shards opened once, not once per image."""
+    return shards.Reader(root)
 
 
 def sharded(root: Path = paths.SPLIT) -> bool:

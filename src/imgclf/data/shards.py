@@ -211,13 +211,12 @@ def pack(sources: Iterable[Source], target: Path, shard_mb: float = DEFAULT_SHAR
          progress: Callable[[int], None] | None = None, reuse: Path | None = None) -> Outcome:
     """Write (or update) the pack at `target` from `sources`; a file that cannot be read is skipped and listed.
 
-    `sources` come in path order and are passed over more than once (a list, or a listing that streams
-    them again: imgclf.data.snapshot.Files): for their sizes when a new pack must choose its modulus, and
-    a shard behind, to write a new shard's files; so nothing is held per file, whatever a shard's size.
-    A shard already in the old pack at `target`, or in the pack `reuse` (the pack the sources come from),
-    is hard-linked from there rather than written again."""
-    import tensorflow as tf  # TFRecord framing (its CRC32C); only packing needs TensorFlow
-
+    `sources` come in path order, each file read once and written as it comes into the shard being filled
+    (a temporary file, named by what it holds once full); a new pack passes over them once more before, for
+    their sizes, to choose its modulus (a list, or a listing that streams them again:
+    imgclf.data.snapshot.Files). So nothing is held per file, whatever a shard's size. A shard already in
+    the old pack at `target`, or in the pack `reuse` (the pack the sources come from), is hard-linked from
+    there instead of the one just written."""
     if iter(sources) is sources:
         raise TypeError("pack: sources must be a list or a listing that can be passed over again, not an iterator")
 
@@ -244,27 +243,21 @@ def pack(sources: Iterable[Source], target: Path, shard_mb: float = DEFAULT_SHAR
     written = written_bytes = total = count = 0
     shards: list[str] = []
     with atomic.directory(target) as temp:
-        # Nothing is held per file: the shard being filled keeps its index in a temp file, and the files are
-        # passed over a second time a shard behind, a new shard's read again as it is written.
-        behind = iter(sources)
         filling = _Filling(temp)
 
         def flush() -> None:
             nonlocal filling, written, written_bytes
             if not filling.files:
                 return
-            name, length, index = filling.finish()
+            name, length, index, shard = filling.finish()
             old = old_shards.get(name)
-            if old is not None and (old / name).stat().st_size == length:
+            if old is not None and (old / name).stat().st_size == length:  # unchanged: the old one's blocks
+                shard.unlink()
+                index.unlink()
                 _link_or_copy(old / name, temp / name)
                 _link_or_copy(old / _index_name(name), temp / _index_name(name))
-                for path, *_ in _rows(index):
-                    _catch_up(behind, path)
-                index.unlink()
             else:
-                with tf.io.TFRecordWriter(str(temp / name)) as writer:
-                    for path, _, digest, _ in _rows(index):
-                        writer.write(_again(_catch_up(behind, path), digest))
+                os.replace(shard, temp / name)
                 os.replace(index, temp / _index_name(name))
                 written += 1
                 written_bytes += length + (temp / _index_name(name)).stat().st_size
@@ -285,14 +278,15 @@ def pack(sources: Iterable[Source], target: Path, shard_mb: float = DEFAULT_SHAR
             except READ_ERRORS as error:
                 skipped.append((source.name, f"unreadable ({str(error)[:60]})"))
                 continue
-            filling.add(source.name, len(data), hashlib.sha256(data).hexdigest())
+            filling.add(source.name, data)
             total += len(data)
             if boundary(source.name, modulus):
                 flush()
             if progress and number % 10_000 == 0:
                 progress(number)
         flush()
-        filling.finish()[2].unlink()
+        for leftover in filling.finish()[2:]:
+            leftover.unlink()
         files = count - len(skipped)
         info = {"format": FORMAT, "version": VERSION, "shard_mb": shard_mb, "modulus": modulus,
                 "files": files, "bytes": total, "shards": shards}
@@ -301,54 +295,33 @@ def pack(sources: Iterable[Source], target: Path, shard_mb: float = DEFAULT_SHAR
 
 
 class _Filling:
-    """The shard being filled: its index rows in a temp file as its files come, its name (by content) and length."""
+    """The shard being filled: its files' records written as they come and its index rows, both in temp
+    files, its name (by content) and length."""
 
     def __init__(self, folder: Path):
-        self.path = folder / ".filling.csv"
+        import tensorflow as tf  # TFRecord framing (its CRC32C); only packing needs TensorFlow
+
+        self.path, self.shard = folder / ".filling.csv", folder / ".filling.tfrecord"
         self._stream = open(self.path, "w", newline="", encoding="utf-8")
         self._writer = csv.writer(self._stream, lineterminator="\n")
         self._writer.writerow(INDEX_COLUMNS)
+        self._records = tf.io.TFRecordWriter(str(self.shard))
         self._content = hashlib.sha256()
         self.length = self.files = 0
 
-    def add(self, path: str, size: int, digest: str) -> None:
-        self._writer.writerow([path, size, digest, self.length + RECORD_HEADER])
+    def add(self, path: str, data: bytes) -> None:
+        digest = hashlib.sha256(data).hexdigest()
+        self._records.write(data)
+        self._writer.writerow([path, len(data), digest, self.length + RECORD_HEADER])
         self._content.update(f"{path}\0{digest}\n".encode())
-        self.length += RECORD_HEADER + size + RECORD_FOOTER
+        self.length += RECORD_HEADER + len(data) + RECORD_FOOTER
         self.files += 1
 
-    def finish(self) -> tuple[str, int, Path]:
-        """(the shard's name, its length in bytes, its index file)."""
+    def finish(self) -> tuple[str, int, Path, Path]:
+        """(the shard's name, its length in bytes, its index file, its records file)."""
         self._stream.close()
-        return f"shard-{self._content.hexdigest()[:16]}.tfrecord", self.length, self.path
-
-
-def _rows(index: Path) -> Iterator[list[str]]:
-    with open(index, newline="", encoding="utf-8") as stream:
-        rows = csv.reader(stream)
-        next(rows)
-        yield from rows
-
-
-def _catch_up(behind: Iterator[Source], path: str) -> Source:
-    """The next file named `path` of the second pass (passing over files the first found unreadable)."""
-    for source in behind:
-        if source.name == path:
-            return source
-        if source.name > path:
-            break
-    raise UserError(f"{path}: the files changed while they were being packed: pack again once nothing writes to them")
-
-
-def _again(source: Source, digest: str) -> bytes:
-    """A file's bytes read a second time, to be written: a file that changed in between refuses the pack."""
-    try:
-        data = source.read()
-    except READ_ERRORS as error:
-        data = str(error).encode()
-    if hashlib.sha256(data).hexdigest() != digest:
-        raise UserError(f"{source.name}: changed while it was being packed: pack again once nothing writes to it")
-    return data
+        self._records.close()
+        return f"shard-{self._content.hexdigest()[:16]}.tfrecord", self.length, self.path, self.shard
 
 
 def _link_or_copy(source: Path, target: Path) -> None:

@@ -1,7 +1,7 @@
 """Your own images (data.source folder | csv): data.path, snapshotted into data/raw by the download stage.
 
-data.path is a folder of images, a .zip / .tar / .tar.gz / .tgz archive of one, a folder packed by
-`python -m imgclf pack` (imgclf.data.shards: its files read back through its shards' indexes), or (csv) a
+data.path is a folder of images, a .zip or .tar archive of one (a tar may be compressed: gz, bz2, xz), a
+folder packed by `python -m imgclf pack` (imgclf.data.shards: its files read back through its shards' indexes), or (csv) a
 CSV file with a `path` column (relative to the CSV's folder) and a `label` column. The download stage writes
 data/raw/images.zip — a stored zip of the files under their paths relative to data.path, sorted,
 with fixed timestamps, so the same files give the same bytes — or, with data.storage shards, data/raw/pack
@@ -16,12 +16,19 @@ the split's to decide (it skips and counts).
 
 from __future__ import annotations
 
+import bz2
+import errno
+import gzip
+import lzma
 import os
+import shutil
+import stat
 import tarfile
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import BinaryIO, Callable, Iterable, Iterator, Sequence
 
 import pandas as pd
 
@@ -31,7 +38,7 @@ from imgclf.data import listing, shards
 from imgclf.errors import UserError
 
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
-ARCHIVES = (".zip", ".tar", ".tar.gz", ".tgz")
+ARCHIVES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 LAYOUT_HINT = "give a folder of <class>/<images>, a .zip/.tar of one, or a CSV with path,label columns"
 
 
@@ -142,26 +149,32 @@ def _folder_members(root: Path, value: str) -> Files:
     root = root.resolve()
 
     def walk(folder: Path, prefix: str) -> Iterator[Member]:
-        try:
-            with os.scandir(folder) as listed:
-                found = list(listed)
+        try:  # names only (a folder's as "name/", so its files come exactly where their paths sort): a
+            with os.scandir(folder) as listed:  # class folder of 500,000 files is held as its names
+                names = sorted(entry.name + "/" * entry.is_dir(follow_symlinks=False) for entry in listed)
         except OSError:
             return  # an unreadable sub-folder: passed over, as os.walk does
-        # A folder sorts as "name/": its files then come exactly where their paths sort among the others'.
-        for entry in sorted(found, key=lambda entry: entry.name + "/" * entry.is_dir(follow_symlinks=False)):
-            full = Path(entry.path)
-            if entry.is_symlink() and not full.resolve().is_relative_to(root):
-                raise UserError(
-                    f"data.path = {value}: {full.relative_to(root)} links to {full.resolve()}, outside "
-                    f"data.path: refusing the whole folder; copy the file in instead"
-                )
-            relative = prefix + entry.name
-            if entry.is_dir(follow_symlinks=False):
+        for key in names:
+            name = key.rstrip("/")
+            full, relative = folder / name, prefix + name
+            if key.endswith("/"):
                 yield from walk(full, relative + "/")
-            elif entry.is_symlink() and full.is_dir():
-                continue  # a link to a folder inside data.path: not followed
-            elif not ignored(relative):  # a broken link has no size; reading it fails and is reported
-                yield Member(relative, full.stat().st_size if full.exists() else 0, full.read_bytes)
+                continue
+            try:
+                status = full.lstat()
+            except OSError:  # gone since listed: reading it fails and is reported
+                status = None
+            if status is not None and stat.S_ISLNK(status.st_mode):
+                if not full.resolve().is_relative_to(root):
+                    raise UserError(
+                        f"data.path = {value}: {full.relative_to(root)} links to {full.resolve()}, outside "
+                        f"data.path: refusing the whole folder; copy the file in instead"
+                    )
+                if full.is_dir():
+                    continue  # a link to a folder inside data.path: not followed
+                status = full.stat() if full.exists() else None  # a broken link: its read fails and is reported
+            if not ignored(relative):
+                yield Member(relative, status.st_size if status is not None else 0, full.read_bytes)
 
     return Files(lambda: walk(root, ""))
 
@@ -196,9 +209,9 @@ def _archive_members(path: Path, value: str) -> list[Member]:
                 members.append(Member(info.filename, info.file_size, lambda info=info: opened.read(info)))
         return sorted(members, key=lambda member: member.name)  # stable: a name held twice keeps its first
     try:
-        opened = tarfile.open(path)
+        opened = tarfile.open(fileobj=_seekable_tar(path, value))
         infos = opened.getmembers()
-    except (tarfile.TarError, OSError, EOFError) as error:
+    except (tarfile.TarError, OSError, EOFError, lzma.LZMAError) as error:
         raise UserError(f"data.path = {value}: not a readable tar archive ({error}): {LAYOUT_HINT}") from None
     members = []
     for info in infos:
@@ -211,6 +224,32 @@ def _archive_members(path: Path, value: str) -> list[Member]:
         if info.isfile() and not ignored(info.name):
             members.append(Member(info.name, info.size, lambda info=info: opened.extractfile(info).read()))
     return sorted(members, key=lambda member: member.name)
+
+
+COMPRESSED_TAR = {b"\x1f\x8b": gzip.open, b"BZh": bz2.open, b"\xfd7zXZ\x00": lzma.open}  # magic -> opener
+
+
+def _seekable_tar(path: Path, value: str) -> BinaryIO:
+    """The tar's bytes, to be read in path order, not the archive's: a compressed one (gzip, bzip2, xz) is
+    decompressed once into a temporary file (deleted when closed), as every step back in a compressed
+    stream would decompress it again from its start."""
+    with path.open("rb") as stream:
+        head = stream.read(6)
+    opener = next((open_ for magic, open_ in COMPRESSED_TAR.items() if head.startswith(magic)), None)
+    if opener is None:
+        return path.open("rb")
+    plain = tempfile.TemporaryFile(prefix="imgclf-tar-")
+    try:
+        with opener(path, "rb") as compressed:
+            shutil.copyfileobj(compressed, plain, 1 << 20)
+    except OSError as error:
+        plain.close()
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise UserError(f"data.path = {value}: no room to decompress it in {tempfile.gettempdir()} "
+                            f"(needs its uncompressed size): free space there or set TMPDIR") from None
+        raise
+    plain.seek(0)
+    return plain
 
 
 def _csv_members(path: Path, value: str, label_columns: tuple[str, ...]) -> tuple[list[Member], pd.DataFrame]:
