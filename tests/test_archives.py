@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import random
 import tarfile
 import zipfile
 from pathlib import Path
@@ -221,3 +222,16 @@ def test_a_truncated_tar_gz_is_refused(tmp_path) -> None:
     cut.write_bytes((tmp_path / "whole.tar.gz").read_bytes()[:200])
     with pytest.raises(UserError, match=r"cut.tar.gz: not a readable tar archive"):
         snapshot.members("folder", str(cut))
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (a device whose writes fail: disk full)")
+def test_a_compressed_tar_with_no_room_to_decompress_says_where_and_what_to_do(tmp_path, monkeypatch) -> None:
+    data = random.Random(0).randbytes(1 << 18)  # more than a write buffer, so the write itself fails
+    with tarfile.open(tmp_path / "big.tar.gz", "w:gz") as out:
+        info = tarfile.TarInfo("a/1.jpg")
+        info.size = len(data)
+        out.addfile(info, io.BytesIO(data))
+    # the temporary file lands on a full disk: /dev/full answers every write with ENOSPC
+    monkeypatch.setattr(snapshot.tempfile, "TemporaryFile", lambda **_: open("/dev/full", "w+b"))
+    with pytest.raises(UserError, match=r"big.tar.gz: no room to decompress it in .*: free space there or set TMPDIR"):
+        snapshot.members("folder", str(tmp_path / "big.tar.gz"))
