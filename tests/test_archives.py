@@ -235,3 +235,35 @@ def test_a_compressed_tar_with_no_room_to_decompress_says_where_and_what_to_do(t
     monkeypatch.setattr(snapshot.tempfile, "TemporaryFile", lambda **_: open("/dev/full", "w+b"))
     with pytest.raises(UserError, match=r"big.tar.gz: no room to decompress it in .*: free space there or set TMPDIR"):
         snapshot.members("folder", str(tmp_path / "big.tar.gz"))
+
+
+def test_a_plain_tar_whose_first_name_starts_like_a_bzip2_header_stays_a_plain_tar(tmp_path) -> None:
+    files = {"BZh9/cat/1.jpg": good_jpeg(1), "BZh9/dog/2.jpg": good_jpeg(2)}  # a tar begins with its first name
+    with tarfile.open(tmp_path / "plain.tar", "w") as out:
+        for member, data in files.items():
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            out.addfile(info, io.BytesIO(data))
+    found, _ = snapshot.members("folder", str(tmp_path / "plain.tar"))
+    assert {member.name: member.read() for member in found} == files
+
+
+def test_every_one_byte_damage_of_a_tar_gz_is_read_or_refused_in_one_line(tmp_path) -> None:
+    with tarfile.open(tmp_path / "whole.tar.gz", "w:gz") as out:
+        data = good_jpeg(3)
+        info = tarfile.TarInfo("a/3.jpg")
+        info.size = len(data)
+        out.addfile(info, io.BytesIO(data))
+    whole = (tmp_path / "whole.tar.gz").read_bytes()
+    refused = 0
+    for at in range(len(whole)):  # some hit the deflate stream itself: zlib.error, not an OSError
+        damaged = tmp_path / "damaged.tar.gz"
+        damaged.write_bytes(whole[:at] + bytes([whole[at] ^ 0x55]) + whole[at + 1:])
+        try:
+            found, _ = snapshot.members("folder", str(damaged))
+        except UserError as error:
+            assert "damaged.tar.gz: not a readable tar archive" in str(error)
+            refused += 1
+        else:
+            assert [member.name for member in found] == ["a/3.jpg"]  # header bytes gzip does not check
+    assert refused > len(whole) / 2

@@ -138,6 +138,19 @@ def test_one_changed_image_rewrites_only_the_shard_that_holds_it(tmp_path):
     assert again.files == 300
 
 
+def test_packing_again_mends_a_damaged_index_instead_of_keeping_it(tmp_path):
+    folder = folder_of_images(tmp_path / "images", per_class=20)
+    pack(folder, tmp_path / "fresh")
+    pack(folder, tmp_path / "pack")
+    index = next((tmp_path / "pack").glob("shard-*.csv"))
+    lines = index.read_text().splitlines()
+    index.write_text("\n".join([lines[0], lines[1].replace(",", ";"), *lines[2:]]) + "\n")  # its shard intact
+    with pytest.raises(UserError, match="line 2 is damaged: pack the original folder again"):
+        list(snapshot.members("folder", str(tmp_path / "pack"))[0])
+    done = pack(folder, tmp_path / "pack")  # what the error says to do
+    assert done.written == 1 and files(tmp_path / "pack") == files(tmp_path / "fresh")
+
+
 def test_a_pack_is_a_data_path_that_snapshots_to_the_same_bytes_as_its_folder(tmp_path):
     folder = folder_of_images(tmp_path / "images")
     pack(folder, tmp_path / "pack")
@@ -191,7 +204,8 @@ def test_a_killed_pack_leaves_the_previous_pack_and_nothing_half_written(tmp_pat
     before = _digest(out)
     for index in range(150):
         (folder / "cat" / f"{index:04d}.png").write_bytes(image(1, 500 + index))
-    os.mkfifo(folder / "dog" / "zzzz.png")  # read last: a pipe no one writes blocks the pack mid-way
+    with open(folder / "dog" / "zzzz.png", "wb") as last:  # read last: 512 MiB (sparse) keep the pack busy
+        last.truncate(512 << 20)  # for a second or more after its first shards are written
 
     command = [sys.executable, "-m", "imgclf", "pack", str(folder), str(out), "--shard-mb", str(SHARD_MB)]
     packing = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -224,6 +238,24 @@ def test_a_corrupt_member_of_an_archive_is_skipped_and_reported_not_fatal(tmp_pa
     assert "skipped dog/2.png: unreadable (Bad CRC-32" in done.stdout
     assert [entry.path for entry in shards.entries(tmp_path / "pack")] == \
         [f"cat/{i}.png" for i in range(4)] + [f"dog/{i}.png" for i in (0, 1, 3)]
+
+
+def test_a_pipe_in_the_folder_is_skipped_and_reported_not_waited_on(tmp_path):
+    folder = folder_of_images(tmp_path / "images", per_class=3)
+    os.mkfifo(folder / "cat" / "0001b.png")  # nothing ever writes to it: reading it would block forever
+
+    def hung(*_):
+        raise TimeoutError("reading the folder blocked on the pipe")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)
+    try:
+        done = pack(folder, tmp_path / "pack")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert done.files == 6 and [name for name, _ in done.skipped] == ["cat/0001b.png"]
+    assert "not a regular file" in done.skipped[0][1]
 
 
 def test_pack_refuses_what_it_must_not_touch_in_one_line(tmp_path):

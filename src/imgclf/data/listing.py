@@ -58,15 +58,16 @@ class SplitFile:
     def read_bytes(self) -> bytes:
         if self.shard is None:
             return (self.root / self.path).read_bytes()
-        return _reader(self.root).read_unchecked(self.shard, self.offset, self.size)
+        return _reader(self.root.absolute()).read_unchecked(self.shard, self.offset, self.size)
 
     def __str__(self) -> str:
         return str(self.root / self.path)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=4)
 def _reader(root: Path) -> shards.Reader:
-    """One reader per split folder for SplitFile.read_bytes: its shards opened once, not once per image."""
+    """One reader per split folder (by its absolute path) for SplitFile.read_bytes: its shards opened once,
+    not once per image; the last few folders' readers kept (a dropped one's files close with it)."""
     return shards.Reader(root)
 
 

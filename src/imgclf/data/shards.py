@@ -23,6 +23,7 @@ the pipeline keeps its own copy in this format too (data/raw/pack; imgclf.data.s
 from __future__ import annotations
 
 import csv
+import filecmp
 import hashlib
 import json
 import math
@@ -251,7 +252,8 @@ def pack(sources: Iterable[Source], target: Path, shard_mb: float = DEFAULT_SHAR
                 return
             name, length, index, shard = filling.finish()
             old = old_shards.get(name)
-            if old is not None and (old / name).stat().st_size == length:  # unchanged: the old one's blocks
+            if (old is not None and (old / name).stat().st_size == length  # unchanged: the old one's blocks
+                    and _same_bytes(index, old / _index_name(name))):  # (a damaged old index: the new one)
                 shard.unlink()
                 index.unlink()
                 _link_or_copy(old / name, temp / name)
@@ -322,6 +324,13 @@ class _Filling:
         self._stream.close()
         self._records.close()
         return f"shard-{self._content.hexdigest()[:16]}.tfrecord", self.length, self.path, self.shard
+
+
+def _same_bytes(one: Path, other: Path) -> bool:
+    try:
+        return filecmp.cmp(one, other, shallow=False)
+    except OSError:
+        return False
 
 
 def _link_or_copy(source: Path, target: Path) -> None:

@@ -21,11 +21,13 @@ import errno
 import gzip
 import lzma
 import os
+import re
 import shutil
 import stat
 import tarfile
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Callable, Iterable, Iterator, Sequence
@@ -173,10 +175,18 @@ def _folder_members(root: Path, value: str) -> Files:
                 if full.is_dir():
                     continue  # a link to a folder inside data.path: not followed
                 status = full.stat() if full.exists() else None  # a broken link: its read fails and is reported
-            if not ignored(relative):
+            if ignored(relative):
+                continue
+            if status is not None and not stat.S_ISREG(status.st_mode):  # a FIFO would block the read forever
+                yield Member(relative, 0, _not_a_file)
+            else:
                 yield Member(relative, status.st_size if status is not None else 0, full.read_bytes)
 
     return Files(lambda: walk(root, ""))
+
+
+def _not_a_file() -> bytes:
+    raise OSError("not a regular file (a pipe, socket or device)")
 
 
 def _packed_members(folder: Path) -> Files:
@@ -211,7 +221,7 @@ def _archive_members(path: Path, value: str) -> list[Member]:
     try:
         opened = tarfile.open(fileobj=_seekable_tar(path, value))
         infos = opened.getmembers()
-    except (tarfile.TarError, OSError, EOFError, lzma.LZMAError) as error:
+    except (tarfile.TarError, OSError, EOFError, lzma.LZMAError, zlib.error) as error:
         raise UserError(f"data.path = {value}: not a readable tar archive ({error}): {LAYOUT_HINT}") from None
     members = []
     for info in infos:
@@ -226,7 +236,19 @@ def _archive_members(path: Path, value: str) -> list[Member]:
     return sorted(members, key=lambda member: member.name)
 
 
-COMPRESSED_TAR = {b"\x1f\x8b": gzip.open, b"BZh": bz2.open, b"\xfd7zXZ\x00": lzma.open}  # magic -> opener
+BZIP2 = re.compile(rb"BZh[1-9](1AY&SY|\x17rE8P\x90)")  # a block or the end of the stream follows the header
+
+
+def _decompressor(head: bytes):
+    """gzip.open, bz2.open or lzma.open by the file's first bytes, None for a plain tar (which starts with
+    its first member's name: the whole magic is checked, so a member named BZh... stays a plain tar)."""
+    if head.startswith(b"\x1f\x8b\x08"):
+        return gzip.open
+    if BZIP2.match(head):
+        return bz2.open
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return lzma.open
+    return None
 
 
 def _seekable_tar(path: Path, value: str) -> BinaryIO:
@@ -234,8 +256,7 @@ def _seekable_tar(path: Path, value: str) -> BinaryIO:
     decompressed once into a temporary file (deleted when closed), as every step back in a compressed
     stream would decompress it again from its start."""
     with path.open("rb") as stream:
-        head = stream.read(6)
-    opener = next((open_ for magic, open_ in COMPRESSED_TAR.items() if head.startswith(magic)), None)
+        opener = _decompressor(stream.read(10))
     if opener is None:
         return path.open("rb")
     plain = tempfile.TemporaryFile(prefix="imgclf-tar-")
@@ -247,6 +268,9 @@ def _seekable_tar(path: Path, value: str) -> BinaryIO:
         if error.errno in (errno.ENOSPC, errno.EDQUOT):
             raise UserError(f"data.path = {value}: no room to decompress it in {tempfile.gettempdir()} "
                             f"(needs its uncompressed size): free space there or set TMPDIR") from None
+        raise
+    except BaseException:  # damaged data (zlib.error, EOFError, ...): the caller says the tar is unreadable
+        plain.close()
         raise
     plain.seek(0)
     return plain
