@@ -239,7 +239,7 @@ def _archive_members(path: Path, value: str) -> list[Member]:
 BZIP2 = re.compile(rb"BZh[1-9](1AY&SY|\x17rE8P\x90)")  # a block or the end of the stream follows the header
 
 
-def _decompressor(head: bytes):
+def _decompressor(head: bytes) -> Callable[..., BinaryIO] | None:
     """gzip.open, bz2.open or lzma.open by the file's first bytes, None for a plain tar (which starts with
     its first member's name: the whole magic is checked, so a member named BZh... stays a plain tar)."""
     if head.startswith(b"\x1f\x8b\x08"):
@@ -263,14 +263,11 @@ def _seekable_tar(path: Path, value: str) -> BinaryIO:
     try:
         with opener(path, "rb") as compressed:
             shutil.copyfileobj(compressed, plain, 1 << 20)
-    except OSError as error:
+    except BaseException as error:  # damaged data (zlib.error, EOFError, ...): the caller says it is unreadable
         plain.close()
-        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
             raise UserError(f"data.path = {value}: no room to decompress it in {tempfile.gettempdir()} "
                             f"(needs its uncompressed size): free space there or set TMPDIR") from None
-        raise
-    except BaseException:  # damaged data (zlib.error, EOFError, ...): the caller says the tar is unreadable
-        plain.close()
         raise
     plain.seek(0)
     return plain
