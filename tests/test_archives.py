@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import random
-import tarfile
 import zipfile
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from helpers.archive_builders import (
     kaggle_files,
     petimages_files,
     real_photos,
+    write_tar,
     write_zip,
 )
 
@@ -197,11 +197,7 @@ def test_camera_jpeg_with_a_second_picture_is_a_jpeg(workspace, write_params, tm
 def test_a_compressed_tar_reads_as_its_plain_tar(tmp_path, mode: str, suffix: str) -> None:
     files = {f"{label}/{index:03d}.jpg": good_jpeg(index) for label in ("b", "a") for index in range(5)}
     for name, write_mode in (("plain.tar", "w"), (f"packed{suffix}", mode)):  # added out of path order
-        with tarfile.open(tmp_path / name, write_mode) as out:
-            for member, data in files.items():
-                info = tarfile.TarInfo(member)
-                info.size = len(data)
-                out.addfile(info, io.BytesIO(data))
+        write_tar(tmp_path / name, files, write_mode)
 
     def read(name: str) -> list[tuple[str, bytes]]:
         found, _ = snapshot.members("folder", str(tmp_path / name))
@@ -213,11 +209,7 @@ def test_a_compressed_tar_reads_as_its_plain_tar(tmp_path, mode: str, suffix: st
 
 
 def test_a_truncated_tar_gz_is_refused(tmp_path) -> None:
-    with tarfile.open(tmp_path / "whole.tar.gz", "w:gz") as out:
-        data = good_jpeg(1) * 40
-        info = tarfile.TarInfo("a/1.jpg")
-        info.size = len(data)
-        out.addfile(info, io.BytesIO(data))
+    write_tar(tmp_path / "whole.tar.gz", {"a/1.jpg": good_jpeg(1) * 40}, "w:gz")
     cut = tmp_path / "cut.tar.gz"
     cut.write_bytes((tmp_path / "whole.tar.gz").read_bytes()[:200])
     with pytest.raises(UserError, match=r"cut.tar.gz: not a readable tar archive"):
@@ -227,10 +219,7 @@ def test_a_truncated_tar_gz_is_refused(tmp_path) -> None:
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (a device whose writes fail: disk full)")
 def test_a_compressed_tar_with_no_room_to_decompress_says_where_and_what_to_do(tmp_path, monkeypatch) -> None:
     data = random.Random(0).randbytes(1 << 18)  # more than a write buffer, so the write itself fails
-    with tarfile.open(tmp_path / "big.tar.gz", "w:gz") as out:
-        info = tarfile.TarInfo("a/1.jpg")
-        info.size = len(data)
-        out.addfile(info, io.BytesIO(data))
+    write_tar(tmp_path / "big.tar.gz", {"a/1.jpg": data}, "w:gz")
     # the temporary file lands on a full disk: /dev/full answers every write with ENOSPC
     monkeypatch.setattr(snapshot.tempfile, "TemporaryFile", lambda **_: open("/dev/full", "w+b"))
     with pytest.raises(UserError, match=r"big.tar.gz: no room to decompress it in .*: free space there or set TMPDIR"):
@@ -239,21 +228,13 @@ def test_a_compressed_tar_with_no_room_to_decompress_says_where_and_what_to_do(t
 
 def test_a_plain_tar_whose_first_name_starts_like_a_bzip2_header_stays_a_plain_tar(tmp_path) -> None:
     files = {"BZh9/cat/1.jpg": good_jpeg(1), "BZh9/dog/2.jpg": good_jpeg(2)}  # a tar begins with its first name
-    with tarfile.open(tmp_path / "plain.tar", "w") as out:
-        for member, data in files.items():
-            info = tarfile.TarInfo(member)
-            info.size = len(data)
-            out.addfile(info, io.BytesIO(data))
+    write_tar(tmp_path / "plain.tar", files)
     found, _ = snapshot.members("folder", str(tmp_path / "plain.tar"))
     assert {member.name: member.read() for member in found} == files
 
 
 def test_every_one_byte_damage_of_a_tar_gz_is_read_or_refused_in_one_line(tmp_path) -> None:
-    with tarfile.open(tmp_path / "whole.tar.gz", "w:gz") as out:
-        data = good_jpeg(3)
-        info = tarfile.TarInfo("a/3.jpg")
-        info.size = len(data)
-        out.addfile(info, io.BytesIO(data))
+    write_tar(tmp_path / "whole.tar.gz", {"a/3.jpg": good_jpeg(3)}, "w:gz")
     whole = (tmp_path / "whole.tar.gz").read_bytes()
     refused = 0
     for at in range(len(whole)):  # some hit the deflate stream itself: zlib.error, not an OSError

@@ -10,6 +10,7 @@ import functools
 import io
 import stat
 import struct
+import tarfile
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -169,6 +170,17 @@ def write_zip(path: Path, files: dict[str, bytes], *, symlinks: dict[str, str] |
             info.create_system = 3  # unix, so external_attr holds st_mode
             info.external_attr = (stat.S_IFLNK | 0o777) << 16
             archive.writestr(info, target)
+    return path
+
+
+def write_tar(path: Path, files: dict[str, bytes], mode: str = "w") -> Path:
+    """A tar holding `files` (name -> bytes) in the dict's order; `mode` "w:gz", "w:bz2", "w:xz" compresses it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, mode) as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
     return path
 
 
